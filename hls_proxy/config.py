@@ -1,0 +1,37 @@
+"""The one frozen configuration object the rest of the proxy reads."""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ["Config", "DEFAULT_USER_AGENT", "port_description"]
+
+DEFAULT_USER_AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+)
+
+
+def port_description(port: str) -> str:
+    """A Twisted endpoint string for `--port`: bare digits become `tcp:N`.
+
+    `serverFromString` rejects a bare number, and users (and $PORT) give one.
+    """
+    port = port.strip()
+    return f"tcp:{port}" if port.isdigit() else port
+
+
+@attrs.frozen
+class Config:
+    """Everything the service needs, already validated by the command line layer."""
+
+    port: str = "tcp:8080"
+    secret: bytes = b""
+    secret_is_random: bool = False
+    allow_private: bool = False
+    upstream_timeout_s: float = 20.0
+    max_playlist_bytes: int = 8 * 1024 * 1024
+    pool_size: int = 8
+    stream_idle_timeout_s: float = 300.0
+    max_redirects: int = 10
+    user_agent: str = DEFAULT_USER_AGENT

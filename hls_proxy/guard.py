@@ -1,0 +1,159 @@
+"""SSRF guard: resolve once, check every address, connect only to a checked address.
+
+The guard is the Agent's endpoint factory, so every connection the proxy makes to an
+upstream, redirect hops included, passes through it. Checking the resolved addresses
+(not the host name) catches `127.1`, `2130706433` and `x.nip.io`; dialling the checked
+address (no second lookup) closes the DNS-rebinding window. TLS still verifies the
+original host name.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
+from twisted.internet.interfaces import (
+    IAddress,
+    IHostResolution,
+    IProtocol,
+    IProtocolFactory,
+    IReactorCore,
+    IResolutionReceiver,
+    IStreamClientEndpoint,
+)
+from twisted.web.client import BrowserLikePolicyForHTTPS, URI
+from twisted.web.iweb import IAgentEndpointFactory, IPolicyForHTTPS
+from zope.interface import implementer
+
+from .errors import ProxyError, bad_gateway
+
+__all__ = ["Guard", "UpstreamRefused", "address_is_public"]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+class UpstreamRefused(ProxyError):
+    """The upstream resolves to an address the proxy must not reach."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(403, message)
+
+
+def address_is_public(address: IPAddress) -> bool:
+    """True only for globally routable unicast addresses, unwrapping IPv6 forms of IPv4."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address.teredo is not None:
+            embedded = address.teredo[1]
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is None and int(address) >> 32 == 0 and int(address) > 1:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)  # IPv4-compatible ::a.b.c.d
+        if embedded is not None:
+            return address_is_public(embedded)  # the IPv4 address is where it really goes
+        if address.is_site_local:
+            return False
+    return address.is_global and not (
+        address.is_multicast or address.is_reserved or address.is_unspecified
+    )
+
+
+@implementer(IResolutionReceiver)
+class _Addresses:
+    """Collects what the resolver found into a Deferred list of IP strings."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+        self.done: Deferred[list[str]] = Deferred()
+
+    def resolutionBegan(self, resolution: IHostResolution) -> None:
+        pass
+
+    def addressResolved(self, address: IAddress) -> None:
+        if isinstance(address, (IPv4Address, IPv6Address)):
+            self.found.append(address.host.split("%", 1)[0])
+
+    def resolutionComplete(self) -> None:
+        self.done.callback(self.found)
+
+
+@implementer(IStreamClientEndpoint)
+class _CheckedEndpoint:
+    """Resolves, checks, then dials the checked addresses in order."""
+
+    def __init__(self, guard: Guard, uri: URI) -> None:
+        self._guard = guard
+        self._uri = uri
+
+    def connect(self, protocol_factory: IProtocolFactory) -> Deferred[IProtocol]:
+        return Deferred.fromCoroutine(self._connect(protocol_factory))
+
+    async def _connect(self, protocol_factory: IProtocolFactory) -> IProtocol:
+        guard, uri = self._guard, self._uri
+        host = uri.host.decode("idna" if not uri.host.isascii() else "ascii").strip("[]")
+        addresses = await guard.resolve(host, uri.port)
+        if not addresses:
+            raise bad_gateway(f"cannot resolve upstream host {host}")
+        guard.check(host, addresses)
+        last_error: Exception | None = None
+        for address in addresses:
+            endpoint = guard.endpoint_for(address, uri)
+            try:
+                return await endpoint.connect(protocol_factory)
+            except Exception as error:  # try the next address, report the last failure
+                last_error = error
+        assert last_error is not None
+        raise last_error
+
+
+@implementer(IAgentEndpointFactory)
+class Guard:
+    """The Agent endpoint factory that refuses non-public upstreams."""
+
+    def __init__(
+        self,
+        reactor: IReactorCore,
+        allow_private: bool,
+        connect_timeout_s: float,
+        tls_policy: IPolicyForHTTPS | None = None,
+    ) -> None:
+        self._reactor = reactor
+        self._allow_private = allow_private
+        self._connect_timeout_s = connect_timeout_s
+        self._tls_policy = tls_policy or BrowserLikePolicyForHTTPS()
+
+    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
+        return _CheckedEndpoint(self, uri)
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        try:
+            return [str(ipaddress.ip_address(host))]
+        except ValueError:
+            pass
+        receiver = _Addresses()
+        self._reactor.nameResolver.resolveHostName(receiver, host, port)  # type: ignore[attr-defined]  # IReactorPluggableNameResolver
+        found = await receiver.done
+        return list(dict.fromkeys(found))  # getaddrinfo repeats an address per socket type
+
+    def check(self, host: str, addresses: Sequence[str]) -> None:
+        """Raise UpstreamRefused if any address is not public (unless allowed)."""
+        if self._allow_private:
+            return
+        for address in addresses:
+            if not address_is_public(ipaddress.ip_address(address)):
+                raise UpstreamRefused(f"upstream host {host} is not a public address")
+
+    def endpoint_for(self, address: str, uri: URI) -> IStreamClientEndpoint:
+        ip = ipaddress.ip_address(address)
+        tcp_type = TCP6ClientEndpoint if ip.version == 6 else TCP4ClientEndpoint
+        endpoint: IStreamClientEndpoint = tcp_type(
+            self._reactor, address, uri.port, timeout=self._connect_timeout_s
+        )
+        if uri.scheme == b"https":
+            creator = self._tls_policy.creatorForNetloc(uri.host.strip(b"[]"), uri.port)
+            endpoint = wrapClientTLS(creator, endpoint)
+        return endpoint

@@ -1,0 +1,205 @@
+"""The resource tree: HTTP in, calls out, errors rendered. No proxy logic lives here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from . import __version__
+from .errors import ProxyError, forbidden
+from .playlist import UriKind
+from .serving import Proxy
+from .signing import BadSignature, Signer
+from .streams import StreamRegistry, stream_spec
+from .urls import parse_entry_query
+
+__all__ = ["build_root"]
+
+log = Logger()
+
+_CORS_HEADERS = {
+    b"access-control-allow-origin": b"*",
+    b"access-control-expose-headers": (
+        b"Content-Length, Content-Range, Accept-Ranges, Content-Type, ETag, Last-Modified"
+    ),
+}
+_PREFLIGHT_HEADERS = {
+    b"access-control-allow-methods": b"GET, HEAD, OPTIONS",
+    b"access-control-max-age": b"86400",
+}
+
+
+def _query(request: Request) -> str:
+    uri = request.uri.decode("latin-1")
+    return uri.partition("?")[2]
+
+
+def render_error(request: Request, status: int, message: str) -> None:
+    """Answer with a one-line message, or abort if the body had already begun."""
+    if request.channel is None or request.finished:
+        return
+    if request.startedWriting:
+        request.channel.transport.abortConnection()  # type: ignore[union-attr]
+        return
+    body = message.encode("utf-8", "replace") + b"\n"
+    request.setResponseCode(status)
+    request.responseHeaders.removeHeader(b"content-length")
+    request.responseHeaders.removeHeader(b"content-range")
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    request.setHeader(b"cache-control", b"no-store")
+    request.setHeader(b"content-length", b"%d" % len(body))
+    request.write(body)
+    request.finish()
+
+
+class _Endpoint(Resource):
+    """A leaf with CORS on every answer, an OPTIONS preflight, and HEAD where GET works."""
+
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes | int:  # type: ignore[override]
+        for name, value in _CORS_HEADERS.items():
+            request.setHeader(name, value)
+        if request.method == b"OPTIONS":
+            for name, value in _PREFLIGHT_HEADERS.items():
+                request.setHeader(name, value)
+            asked = request.getHeader(b"access-control-request-headers")
+            request.setHeader(b"access-control-allow-headers", asked or b"Range, Content-Type")
+            request.setResponseCode(204)
+            return b""
+        if request.method not in (b"GET", b"HEAD"):
+            request.setHeader(b"allow", b"GET, HEAD, OPTIONS")
+            render_error(request, 405, "method not allowed")
+            return NOT_DONE_YET
+        return self.render_GET(request)
+
+    def render_GET(self, request: Request) -> bytes | int:
+        raise NotImplementedError
+
+
+def _run(request: Request, work: Callable[[], Coroutine[Any, Any, None]]) -> int:
+    """Run `work` for `request`; a client that leaves cancels it (and its upstream)."""
+    d = Deferred.fromCoroutine(work())
+    request.notifyFinish().addErrback(lambda _: d.cancel())
+
+    def failed(failure: Failure) -> None:
+        if failure.check(CancelledError):
+            return
+        if failure.check(ProxyError):
+            error = failure.value
+            assert isinstance(error, ProxyError)
+            render_error(request, error.status, error.message)
+            return
+        log.failure("unexpected error answering {path}", failure, path=request.path[:64])
+        render_error(request, 500, "internal error")
+
+    d.addErrback(failed)
+    return NOT_DONE_YET
+
+
+class _Entry(_Endpoint):
+    """`/playlist.m3u8?url=` (a playlist is required) and `/stream?url=` (anything)."""
+
+    def __init__(self, proxy: Proxy, require_playlist: bool) -> None:
+        super().__init__()
+        self._proxy = proxy
+        self._require_playlist = require_playlist
+
+    def render_GET(self, request: Request) -> int:
+        async def work() -> None:
+            entry = parse_entry_query(_query(request))
+            spec = stream_spec(entry.url, entry.headers)
+            kind = UriKind.PLAYLIST if self._require_playlist else UriKind.MEDIA
+            await self._proxy.serve(request, spec, entry.url, kind, self._require_playlist)
+
+        return _run(request, work)
+
+
+class _Child(_Endpoint):
+    """`/p/...`: a signed child URL minted by a rewrite."""
+
+    def __init__(self, proxy: Proxy, signer: Signer) -> None:
+        super().__init__()
+        self._proxy = proxy
+        self._signer = signer
+
+    def render_GET(self, request: Request) -> int:
+        async def work() -> None:
+            segments = [part.decode("latin-1") for part in request.postpath]
+            try:
+                target = self._signer.verify(segments)
+            except BadSignature as error:
+                raise forbidden(str(error)) from None
+            await self._proxy.serve(request, target.stream, target.url, target.kind)
+
+        return _run(request, work)
+
+
+class _Health(_Endpoint):
+    def __init__(self, clock: IReactorTime, registry: StreamRegistry) -> None:
+        super().__init__()
+        self._clock = clock
+        self._registry = registry
+        self._started_s = clock.seconds()
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        status = {
+            "status": "ok",
+            "version": __version__,
+            "uptime_s": round(self._clock.seconds() - self._started_s, 3),
+            "streams": len(self._registry),
+        }
+        return json.dumps(status).encode("ascii")
+
+
+class _Index(_Endpoint):
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return (
+            b"hlsproxy: GET /playlist.m3u8?url=<percent-encoded m3u8 URL>"
+            b"[&h_referer=...&h_user-agent=...]\n"
+        )
+
+
+class _NotFound(_Endpoint):
+    def render_GET(self, request: Request) -> int:
+        render_error(request, 404, "not found")
+        return NOT_DONE_YET
+
+
+class _Root(Resource):
+    def __init__(self, children: dict[bytes, IResource]) -> None:
+        super().__init__()
+        self._children_by_name = children
+        self._not_found = _NotFound()
+
+    def getChild(self, path: bytes, request: Request) -> IResource:  # type: ignore[override]
+        return self._children_by_name.get(path, self._not_found)
+
+
+def build_root(
+    proxy: Proxy, signer: Signer, registry: StreamRegistry, clock: IReactorTime
+) -> Resource:
+    """The whole public URL space of the proxy."""
+    playlist = _Entry(proxy, require_playlist=True)
+    stream = _Entry(proxy, require_playlist=False)
+    children: dict[bytes, IResource] = {
+        b"": _Index(),
+        b"playlist.m3u8": playlist,
+        b"playlist": playlist,
+        b"stream": stream,
+        b"mx": stream,
+        b"p": _Child(proxy, signer),
+        b"health": _Health(clock, registry),
+    }
+    return _Root(children)

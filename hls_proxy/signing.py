@@ -1,0 +1,135 @@
+"""Signed, stateless child URLs: pure functions, no I/O.
+
+A child URL carries everything needed to serve it on any instance that shares the
+secret: the stream (its id and upstream headers), the upstream URL and its kind.
+
+    /p/<stream part>/<kind><url part>.<signature>/<file name>
+
+The stream part is the same for every URI of a playlist, so it is encoded once per
+rewrite. The file name keeps the upstream extension because ffmpeg's HLS demuxer and
+ExoPlayer choose by it; it is covered by the signature, so any changed character in
+the path gives 403 before anything is fetched.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import re
+import zlib
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+import attrs
+
+from .playlist import UriKind
+
+__all__ = ["BadSignature", "ChildTarget", "Signer", "StreamSpec", "child_file_name"]
+
+_SIGNATURE_BYTES = 16
+_KIND_BY_CHAR = {kind.value: kind for kind in UriKind}
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+_EXTENSION = re.compile(r"\.([A-Za-z0-9]{1,5})$")
+_DEFAULT_EXTENSION = {UriKind.PLAYLIST: "m3u8", UriKind.MEDIA: "ts", UriKind.KEY: "key"}
+# Extensions players recognise; anything else (.php, .jpg disguises) gets the kind's own.
+_MEDIA_EXTENSIONS = frozenset(
+    "ts m2ts mts m4s mp4 m4a m4v mov cmfv cmfa cmft aac ac3 ec3 eac3 mp3 mp2 flac ogg oga "
+    "ogv opus webm mkv vtt webvtt srt ttml dfxp xml json key bin m3u8 m3u mpd jpg jpeg png "
+    "gif webp".split()
+)
+_PLAYLIST_EXTENSIONS = frozenset({"m3u8", "m3u"})
+
+
+class BadSignature(ValueError):
+    """The path is not one this proxy signed (or it was changed)."""
+
+
+@attrs.frozen
+class StreamSpec:
+    """What a child URL carries about its stream: its id and the upstream headers."""
+
+    stream_id: str
+    headers: tuple[tuple[str, str], ...]
+
+
+@attrs.frozen
+class ChildTarget:
+    """A verified child URL, decoded."""
+
+    stream: StreamSpec
+    url: str
+    kind: UriKind
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def child_file_name(url: str, kind: UriKind) -> str:
+    """The last path segment of a child URL: the upstream file name, made safe.
+
+    The extension is kept when players know it; otherwise the kind's usual one is
+    appended (a variant at `index.php` becomes `index.php.m3u8`).
+    """
+    path = urlsplit(url).path
+    name = _SAFE_NAME.sub("_", path.rsplit("/", 1)[-1])[-80:].lstrip(".") or "index"
+    match = _EXTENSION.search(name)
+    extension = match.group(1).lower() if match else ""
+    known = _PLAYLIST_EXTENSIONS if kind is UriKind.PLAYLIST else _MEDIA_EXTENSIONS
+    if extension not in known:
+        name = f"{name}.{_DEFAULT_EXTENSION[kind]}"
+    return name
+
+
+class Signer:
+    """Mints and verifies child URLs with HMAC-SHA256 under one secret."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def stream_part(self, stream: StreamSpec) -> str:
+        """The encoded stream (compressed: headers repeat on every line of a playlist)."""
+        document = json.dumps(
+            [1, stream.stream_id, [list(pair) for pair in stream.headers]],
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        return _b64encode(zlib.compress(document.encode("utf-8"), 9))
+
+    def child_path(self, stream_part: str, url: str, kind: UriKind) -> str:
+        """The path-absolute proxy URL for one upstream URL of a stream."""
+        target = kind.value + _b64encode(url.encode("utf-8"))
+        name = child_file_name(url, kind)
+        signature = self._sign(stream_part, target, name)
+        return f"/p/{stream_part}/{target}.{signature}/{name}"
+
+    def _sign(self, stream_part: str, target: str, name: str) -> str:
+        message = f"{stream_part}/{target}/{name}".encode("ascii", "replace")
+        return _b64encode(hmac.digest(self._secret, message, "sha256")[:_SIGNATURE_BYTES])
+
+    def verify(self, segments: Sequence[str]) -> ChildTarget:
+        """Decode the path segments after `/p/`; raise BadSignature unless intact."""
+        if len(segments) != 3:
+            raise BadSignature("malformed proxy URL")
+        stream_part, signed_target, name = segments
+        target, _, signature = signed_target.rpartition(".")
+        expected = self._sign(stream_part, target, name)
+        if not hmac.compare_digest(expected.encode("ascii"), signature.encode("ascii", "replace")):
+            raise BadSignature("bad signature")
+        try:
+            kind = _KIND_BY_CHAR[target[:1]]
+            url = _b64decode(target[1:]).decode("utf-8")
+            version, stream_id, headers = json.loads(zlib.decompress(_b64decode(stream_part)))
+        except (KeyError, ValueError, TypeError, binascii.Error, zlib.error) as error:
+            # Only reachable with our own secret, i.e. a bug or an old format.
+            raise BadSignature(f"undecodable proxy URL: {error}") from None
+        if version != 1:
+            raise BadSignature("unsupported proxy URL version")
+        spec = StreamSpec(str(stream_id), tuple((str(k), str(v)) for k, v in headers))
+        return ChildTarget(spec, url, kind)

@@ -1,0 +1,91 @@
+"""Per-stream contexts and the registry that drops idle ones.
+
+A stream is one viewer-facing entry (entry URL + upstream headers). It owns an
+Upstream (pool, cookie jar, headers) so streams never share cookies or connections.
+There is no global "current stream": every request names its stream.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import attrs
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IReactorTime
+
+from .signing import StreamSpec
+from .upstream import Upstream
+
+__all__ = ["Stream", "StreamRegistry", "stream_spec"]
+
+
+def stream_spec(entry_url: str, headers: dict[str, str]) -> StreamSpec:
+    """The stream for an entry request: canonical headers and a stable id."""
+    canonical = tuple(sorted((name.lower(), value) for name, value in headers.items()))
+    digest = hashlib.sha256(repr((entry_url, canonical)).encode("utf-8")).digest()
+    return StreamSpec(base64.urlsafe_b64encode(digest[:9]).decode("ascii"), canonical)
+
+
+@attrs.define
+class Stream:
+    """One stream's live state: its upstream client and when it was last used."""
+
+    spec: StreamSpec
+    upstream: Upstream
+    last_used_s: float
+    in_flight: int = 0
+
+
+class StreamRegistry:
+    """Streams by id, created on first use and closed after they idle."""
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        make_upstream: Callable[[StreamSpec], Upstream],
+        idle_timeout_s: float,
+    ) -> None:
+        self._clock = clock
+        self._make_upstream = make_upstream
+        self._idle_timeout_s = idle_timeout_s
+        self._streams: dict[str, Stream] = {}
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def get(self, spec: StreamSpec) -> Stream:
+        now = self._clock.seconds()
+        stream = self._streams.get(spec.stream_id)
+        if stream is None or stream.spec != spec:
+            if stream is not None:  # same id, other headers: never mix them
+                stream.upstream.close()
+            stream = Stream(spec, self._make_upstream(spec), now)
+            self._streams[spec.stream_id] = stream
+        stream.last_used_s = now
+        return stream
+
+    @contextmanager
+    def using(self, spec: StreamSpec) -> Iterator[Stream]:
+        """The stream, kept from expiring while the block runs."""
+        stream = self.get(spec)
+        stream.in_flight += 1
+        try:
+            yield stream
+        finally:
+            stream.in_flight -= 1
+            stream.last_used_s = self._clock.seconds()
+
+    def expire(self) -> None:
+        """Close streams idle for longer than the timeout."""
+        deadline = self._clock.seconds() - self._idle_timeout_s
+        for stream_id, stream in list(self._streams.items()):
+            if stream.in_flight == 0 and stream.last_used_s < deadline:
+                del self._streams[stream_id]
+                stream.upstream.close()
+
+    def close_all(self) -> Deferred[object]:
+        streams, self._streams = list(self._streams.values()), {}
+        return DeferredList([stream.upstream.close() for stream in streams])

@@ -1,0 +1,117 @@
+"""Command line for `twistd hlsproxy`: options (each also from $HLSPROXY_*) -> Config."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.internet.endpoints import serverFromString
+from twisted.python import usage
+
+from .config import Config, port_description
+from .service import build
+
+__all__ = ["Options", "makeService"]
+
+_ENV_PREFIX = "HLSPROXY_"
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError("must be greater than 0")
+    return number
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
+def _byte_size(value: str) -> int:
+    """`8388608`, `512KB`, `8MB`, `1GB` (binary multiples)."""
+    text = value.strip().upper().removesuffix("B").removesuffix("I")
+    multiplier = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(text[-1:], 1)
+    number = int(float(text.rstrip("KMG")) * multiplier)
+    if number < 1:
+        raise ValueError("must be at least 1 byte")
+    return number
+
+
+class Options(usage.Options):
+    """Options for `twistd hlsproxy`; each can also be set as HLSPROXY_<NAME> in the environment."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "Serves an HLS proxy: GET /playlist.m3u8?url=<upstream m3u8>&h_referer=... rewrites "
+        "every URI to signed proxy URLs and streams segments with backpressure. Every option "
+        "can also be set as an environment variable HLSPROXY_<OPTION> (dashes as underscores)."
+    )
+    optFlags = [
+        ["allow-private", None, "Allow upstreams on loopback/private/link-local addresses."],
+    ]
+    optParameters = [
+        ["port", "p", None, "Port number or endpoint string (tcp:8080:interface=127.0.0.1). "
+         "Default: $PORT, else 8080."],
+        ["secret", None, None, "HMAC key for proxied URLs. Default: random (URLs die on restart)."],
+        ["upstream-timeout", None, 20.0, "Seconds to connect, to get headers, and of body silence.",
+         _positive_float],
+        ["max-playlist-bytes", None, 8 * 1024 * 1024, "Largest playlist accepted (e.g. 8MB).",
+         _byte_size],
+        ["pool-size", None, 8, "Persistent upstream connections per host per stream.",
+         _positive_int],
+        ["stream-idle-timeout", None, 300.0, "Seconds after which an unused stream is dropped.",
+         _positive_float],
+    ]  # fmt: skip
+
+    def __init__(self, environ: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self._environ = os.environ if environ is None else environ
+
+    def postOptions(self) -> None:
+        # Flags and parameters given on the command line win over the environment.
+        for name, _, default, *rest in self.optParameters:
+            key = _ENV_PREFIX + name.upper().replace("-", "_")
+            if self[name] == default and key in self._environ:
+                coerce = rest[1] if len(rest) > 1 else None
+                try:
+                    self[name] = coerce(self._environ[key]) if coerce else self._environ[key]
+                except ValueError as error:
+                    raise usage.UsageError(f"{key}: {error}") from None
+        for name, *_ in self.optFlags:
+            key = _ENV_PREFIX + name.upper().replace("-", "_")
+            if not self[name] and self._environ.get(key, "").lower() in ("1", "true", "yes", "on"):
+                self[name] = 1
+        if self["port"] is None:
+            self["port"] = self._environ.get("PORT", "8080")
+        try:
+            # Parsing only; nothing listens until the service starts.
+            from twisted.internet import reactor
+
+            serverFromString(reactor, port_description(self["port"]))
+        except (ValueError, KeyError, TypeError) as error:
+            raise usage.UsageError(f"--port: {error}") from None
+
+    def config(self) -> Config:
+        secret = self["secret"]
+        return Config(
+            port=port_description(self["port"]),
+            secret=(secret or secrets.token_urlsafe(32)).encode("utf-8"),
+            secret_is_random=not secret,
+            allow_private=bool(self["allow-private"]),
+            upstream_timeout_s=self["upstream-timeout"],
+            max_playlist_bytes=self["max-playlist-bytes"],
+            pool_size=self["pool-size"],
+            stream_idle_timeout_s=self["stream-idle-timeout"],
+        )
+
+
+def makeService(options: Options) -> IService:
+    from twisted.internet import reactor
+
+    reactor_: Any = reactor
+    return build(options.config(), reactor_)

@@ -1,0 +1,158 @@
+"""One stream's HTTP client: its own connection pool, cookie jar and headers.
+
+We build the Agent stack ourselves rather than use treq's HTTPClient for two reasons
+that matter to a proxy: treq always asks for gzip and decodes it (segments and Range
+relays must be byte-exact), and it fixes the redirect limit at 20. The stack is
+BrowserLikeRedirectAgent -> CookieAgent -> fixed cookies -> Agent(guard, pool), so
+every redirect hop goes through the SSRF guard and sends and stores cookies.
+"""
+
+from __future__ import annotations
+
+from http.cookiejar import CookieJar
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.error import ConnectError, DNSLookupError, TimeoutError as ConnectTimeout
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.web.client import (
+    Agent,
+    BrowserLikeRedirectAgent,
+    CookieAgent,
+    HTTPConnectionPool,
+    ResponseFailed,
+)
+from twisted.web.error import InfiniteRedirection, RedirectWithNoLocation
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IResponse
+from zope.interface import implementer
+
+from .errors import ProxyError, bad_gateway, gateway_timeout
+
+__all__ = ["Upstream", "HOP_BY_HOP"]
+
+# Never forwarded upstream from h_ params: they describe this hop, not the stream.
+HOP_BY_HOP = frozenset(
+    "host connection keep-alive proxy-connection transfer-encoding te trailer upgrade "
+    "content-length proxy-authorization proxy-authenticate expect".split()
+)
+
+
+def _merge_cookie_headers(fixed: str, from_jar: str) -> str:
+    """The user's h_cookie pairs, overridden by what the upstream has set since."""
+    pairs: dict[str, str] = {}
+    for header in (fixed, from_jar):
+        for part in header.split(";"):
+            name, sep, value = part.strip().partition("=")
+            if name:
+                pairs[name] = value if sep else ""
+    return "; ".join(f"{name}={value}" for name, value in pairs.items())
+
+
+@implementer(IAgent)
+class _FixedCookieAgent:
+    """Adds the stream's own Cookie (from h_cookie) to every request, merged with the jar's."""
+
+    def __init__(self, agent: IAgent, cookie: str) -> None:
+        self._agent = agent
+        self._cookie = cookie
+
+    def request(
+        self,
+        method: bytes,
+        uri: bytes,
+        headers: Headers | None = None,
+        bodyProducer: IBodyProducer | None = None,
+    ) -> Deferred[IResponse]:
+        headers = headers.copy() if headers is not None else Headers()
+        from_jar = b"; ".join(headers.getRawHeaders(b"cookie", [])).decode("latin-1")
+        headers.setRawHeaders(
+            b"cookie", [_merge_cookie_headers(self._cookie, from_jar).encode("latin-1")]
+        )
+        return self._agent.request(method, uri, headers, bodyProducer)
+
+
+def _as_proxy_error(error: BaseException, timed_out: bool) -> BaseException:
+    """Map what the Agent raised to the answer the client gets."""
+    if isinstance(error, ProxyError):
+        return error
+    if timed_out or isinstance(error, ConnectTimeout):
+        return gateway_timeout("upstream timed out")
+    if isinstance(error, CancelledError):
+        return error  # the client went away; nobody is left to answer
+    if isinstance(error, DNSLookupError):
+        return bad_gateway("upstream host not found")
+    if isinstance(error, ConnectError):
+        return bad_gateway(f"upstream unreachable: {error.__class__.__name__}")
+    if isinstance(error, InfiniteRedirection):
+        return bad_gateway("too many upstream redirects")
+    if isinstance(error, RedirectWithNoLocation):
+        return bad_gateway("upstream redirect without Location")
+    if isinstance(error, ResponseFailed):
+        return bad_gateway("upstream closed the connection")
+    return bad_gateway(f"upstream failed: {error.__class__.__name__}")
+
+
+class Upstream:
+    """Makes a stream's upstream requests with its headers, cookies and pool."""
+
+    def __init__(
+        self,
+        reactor: IReactorTime,
+        endpoint_factory: IAgentEndpointFactory,
+        headers: tuple[tuple[str, str], ...],
+        *,
+        pool_size: int,
+        timeout_s: float,
+        max_redirects: int,
+        user_agent: str,
+    ) -> None:
+        self._reactor = reactor
+        self._timeout_s = timeout_s
+        self.pool = HTTPConnectionPool(reactor)
+        self.pool.maxPersistentPerHost = pool_size
+        self.pool.retryAutomatically = False  # a retried GET could double-count a live edge
+        self.cookies = CookieJar()
+        fixed_cookie = "; ".join(value for name, value in headers if name == "cookie")
+        agent: IAgent = Agent.usingEndpointFactory(reactor, endpoint_factory, pool=self.pool)
+        if fixed_cookie:
+            agent = _FixedCookieAgent(agent, fixed_cookie)
+        agent = CookieAgent(agent, self.cookies)
+        self._agent = BrowserLikeRedirectAgent(agent, redirectLimit=max_redirects)
+        self._headers = Headers()
+        for name, value in headers:
+            if name not in HOP_BY_HOP and name != "cookie":
+                self._headers.addRawHeader(name.encode("latin-1"), value.encode("latin-1"))
+        if not self._headers.hasHeader(b"user-agent"):
+            self._headers.setRawHeaders(b"user-agent", [user_agent.encode("latin-1")])
+
+    async def request(
+        self, url: str, method: bytes = b"GET", extra: dict[bytes, bytes] | None = None
+    ) -> IResponse:
+        """Send a request; the response arrives with its body not yet read.
+
+        Time to headers is bounded by the stream's timeout; errors come out as
+        ProxyError with the status the client should get.
+        """
+        headers = self._headers.copy()
+        for name, value in (extra or {}).items():
+            headers.setRawHeaders(name, [value])
+        d = self._agent.request(method, url.encode("ascii"), headers)
+        timed_out = False
+
+        def on_timeout() -> None:
+            nonlocal timed_out
+            timed_out = True
+            d.cancel()
+
+        timer: IDelayedCall = self._reactor.callLater(self._timeout_s, on_timeout)
+        try:
+            return await d
+        except BaseException as error:
+            raise _as_proxy_error(error, timed_out) from None
+        finally:
+            if timer.active():
+                timer.cancel()
+
+    def close(self) -> Deferred[None]:
+        """Close idle pooled connections (in-flight ones finish on their own)."""
+        return self.pool.closeCachedConnections()

@@ -1,0 +1,62 @@
+"""The SSRF guard's address rules and its connect-only-to-checked-address endpoint."""
+
+import ipaddress
+
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.client import URI
+
+from hls_proxy.guard import Guard, UpstreamRefused, address_is_public
+
+REFUSED = [
+    "127.0.0.1", "127.255.255.254", "10.1.2.3", "172.16.0.1", "192.168.1.1",
+    "100.64.0.1", "169.254.169.254", "0.0.0.0", "224.0.0.1", "239.255.255.250",
+    "240.0.0.1", "255.255.255.255", "198.18.0.1", "192.0.2.1",
+    "::1", "::", "fe80::1", "fc00::1", "fd12:3456::1", "fec0::1", "ff02::1",
+    "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::127.0.0.1", "::ffff:169.254.169.254",
+    "2002:7f00:1::", "2002:a00:1::", "64:ff9b::7f00:1",
+]  # fmt: skip
+ALLOWED = ["8.8.8.8", "1.1.1.1", "93.184.216.34", "2606:4700:4700::1111", "::ffff:8.8.8.8"]
+
+
+class AddressRuleTests(SynchronousTestCase):
+    def test_non_public_addresses_are_refused(self) -> None:
+        for text in REFUSED:
+            self.assertFalse(address_is_public(ipaddress.ip_address(text)), text)
+
+    def test_public_addresses_are_allowed(self) -> None:
+        for text in ALLOWED:
+            self.assertTrue(address_is_public(ipaddress.ip_address(text)), text)
+
+
+class GuardEndpointTests(SynchronousTestCase):
+    def _connect(self, reactor: MemoryReactorClock, url: bytes, allow: bool) -> Failure | None:
+        guard = Guard(reactor, allow_private=allow, connect_timeout_s=5)
+        d: Deferred[object] = guard.endpointForURI(URI.fromBytes(url)).connect(None)  # type: ignore[arg-type]
+        failures: list[Failure] = []
+        d.addErrback(failures.append)
+        return failures[0] if failures else None
+
+    def test_a_name_resolving_to_loopback_is_refused_without_a_connection(self) -> None:
+        reactor = MemoryReactorClock()  # resolves every name to 127.0.0.1
+        failure = self._connect(reactor, b"http://attacker.example/a.m3u8", allow=False)
+        assert failure is not None
+        self.assertIsInstance(failure.value, UpstreamRefused)
+        self.assertEqual(failure.value.status, 403)
+        self.assertEqual(reactor.tcpClients, [])
+
+    def test_odd_ip_spellings_are_refused(self) -> None:
+        for host in (b"127.1", b"2130706433", b"0x7f.1", b"0177.0.0.1", b"[::ffff:127.0.0.1]"):
+            reactor = MemoryReactorClock()
+            failure = self._connect(reactor, b"http://" + host + b"/a", allow=False)
+            assert failure is not None, host
+            self.assertIsInstance(failure.value, UpstreamRefused, host)
+            self.assertEqual(reactor.tcpClients, [], host)
+
+    def test_the_checked_address_is_the_one_dialled(self) -> None:
+        reactor = MemoryReactorClock()
+        self._connect(reactor, b"http://allowed.example:8081/a", allow=True)
+        [(host, port, *_)] = reactor.tcpClients
+        self.assertEqual((host, port), ("127.0.0.1", 8081))

@@ -8,7 +8,7 @@ from urllib.parse import quote
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.web.iweb import IResponse
+from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
 from twisted.web.server import Request
 
 from .config import Config
@@ -65,12 +65,13 @@ def _header(response: IResponse, name: bytes) -> str:
 
 
 def _is_playlist_response(response: IResponse, head: bytes) -> bool:
+    """Decide by the body's first bytes; by Content-Type only when the body is encoded."""
     if response.code == 206:
         return False  # a byte range of anything is relayed as it is
     essence = _header(response, b"content-type").split(";", 1)[0].strip().lower()
-    if essence in _PLAYLIST_TYPES:
-        return True
-    if essence.startswith(("video/", "audio/")):
+    if _header(response, b"content-encoding"):
+        return essence in _PLAYLIST_TYPES
+    if essence.startswith(("video/", "audio/")) and essence not in _PLAYLIST_TYPES:
         return False
     return looks_like_playlist(head)
 
@@ -171,6 +172,9 @@ class Proxy:
             values = response.headers.getRawHeaders(name)
             if values:
                 request.responseHeaders.setRawHeaders(name, values)
+        if response.length != UNKNOWN_LENGTH and request.method != b"HEAD":
+            # The Agent keeps Content-Length out of response.headers (except for HEAD).
+            request.setHeader(b"content-length", b"%d" % response.length)
         file_name = child_file_name(url, kind)
         content_type = content_type_for(_header(response, b"content-type"), file_name)
         request.setHeader(b"content-type", content_type.encode("latin-1"))

@@ -73,6 +73,11 @@ class _FixedCookieAgent:
 
 def _as_proxy_error(error: BaseException, timed_out: bool) -> BaseException:
     """Map what the Agent raised to the answer the client gets."""
+    if isinstance(error, ResponseFailed):
+        # Redirect failures arrive wrapped; the first reason says what happened.
+        for reason in error.reasons:
+            if reason.check(InfiniteRedirection, RedirectWithNoLocation, ProxyError):
+                return _as_proxy_error(reason.value, timed_out)
     if isinstance(error, ProxyError):
         return error
     if timed_out or isinstance(error, ConnectTimeout):

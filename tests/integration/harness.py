@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import attrs
-import treq
+from treq.client import HTTPClient
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
@@ -60,6 +60,9 @@ class RecordingResource(Resource):
             )
             request._recorded = True  # type: ignore[attr-defined]
             self.seen.append(record)
+        if getattr(self.wrapped, "isLeaf", False):
+            request.postpath.insert(0, request.prepath.pop())
+            return self.wrapped
         return self.wrapped.getChildWithDefault(path, request)
 
     def render(self, request: Request) -> bytes | int:
@@ -70,8 +73,21 @@ class RecordingResource(Resource):
         return [record.path for record in self.seen]
 
 
+def _settle_at_the_end(case: TestCase) -> None:
+    """Registered first, so it runs last: lets closed sockets finish closing on both ends."""
+    if not getattr(case, "_hlsproxy_settles", False):
+        case._hlsproxy_settles = True  # type: ignore[attr-defined]
+        case.addCleanup(later, 0.02)
+
+
+def _close_soon(close: Callable[[], Deferred[Any]]) -> Deferred[Any]:
+    """Close a pool after a turn: a finished response returns its connection a turn late."""
+    return later(0.01).addCallback(lambda _: close())
+
+
 def listen(case: TestCase, resource: IResource) -> str:
     """Serve `resource` on 127.0.0.1 (a free port) until the test ends; the base URL."""
+    _settle_at_the_end(case)
     port = reactor.listenTCP(0, Site(resource), interface="127.0.0.1")
     case.addCleanup(port.stopListening)
     return f"http://127.0.0.1:{port.getHost().port}"
@@ -86,10 +102,11 @@ def start_proxy(case: TestCase, **overrides: Any) -> str:
     """The real proxy (as twistd builds it) on 127.0.0.1; its base URL."""
     settings: dict[str, Any] = {"secret": b"test-secret", "allow_private": True}
     settings.update(overrides)
+    _settle_at_the_end(case)
     config = Config(**settings)
     site, registry = build_site(config, reactor)
     port = reactor.listenTCP(0, site, interface="127.0.0.1")
-    case.addCleanup(registry.close_all)
+    case.addCleanup(_close_soon, registry.close_all)
     case.addCleanup(port.stopListening)
     return f"http://127.0.0.1:{port.getHost().port}"
 
@@ -102,11 +119,12 @@ def proxied_url(proxy: str, upstream: str, endpoint: str = "playlist.m3u8", **he
     return f"{proxy}/{endpoint}?" + urlencode(params, quote_via=quote)
 
 
-def client(case: TestCase) -> treq.HTTPClient:
+def client(case: TestCase) -> HTTPClient:
     """A treq client with its own pool, closed when the test ends."""
+    _settle_at_the_end(case)
     pool = HTTPConnectionPool(reactor)
-    case.addCleanup(pool.closeCachedConnections)
-    return treq.HTTPClient(Agent(reactor, pool=pool))
+    case.addCleanup(_close_soon, pool.closeCachedConnections)
+    return HTTPClient(Agent(reactor, pool=pool))
 
 
 def later(seconds: float, call: Callable[[], Any] = lambda: None) -> Deferred[Any]:

@@ -10,6 +10,8 @@ from typing import Any
 from urllib.parse import urljoin
 
 from twisted.internet.defer import Deferred
+from twisted.python.filepath import FilePath
+from twisted.web.static import File
 from twisted.trial.unittest import TestCase
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -150,7 +152,7 @@ class PlaybackPathTests(TestCase):
             )
             origin, recording = start_origin(
                 self,
-                Tree({"/live.m3u8": playlist, "/seg.ts": Body(b"TS", check=needs_cookie)}),
+                Tree({"/live.m3u8": playlist, "/seg.ts": Body(b"TS", b"video/mp2t", check=needs_cookie)}),
             )
             proxy = start_proxy(self)
             http = client(self)
@@ -176,7 +178,7 @@ class PlaybackPathTests(TestCase):
             origin, _ = start_origin(
                 self,
                 Tree({"/a.m3u8": playlist, "/b.m3u8": Body(b"#EXTM3U\n#EXTINF:1,\nseg.ts\n"),
-                      "/seg.ts": Body(b"TS", check=needs_cookie)}),
+                      "/seg.ts": Body(b"TS", b"video/mp2t", check=needs_cookie)}),
             )
             proxy = start_proxy(self)
             http = client(self)
@@ -396,10 +398,11 @@ class HttpSurfaceTests(TestCase):
 
     def test_range_requests_pass_through_as_206(self) -> Deferred[None]:
         async def go() -> None:
-            from twisted.web.static import Data
-
             data = bytes(range(256)) * 40
-            origin, recording = start_origin(self, Data(data, "video/mp4"))
+            movie = FilePath(self.mktemp())
+            movie.makedirs()
+            movie.child("movie.mp4").setContent(data)
+            origin, recording = start_origin(self, File(movie.path))
             proxy = start_proxy(self)
             http = client(self)
             answer = await http.get(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["Config", "DEFAULT_USER_AGENT", "port_description"]
+__all__ = ["DEFAULT_USER_AGENT", "Config", "port_description"]
 
 DEFAULT_USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ProxyError", "bad_request", "forbidden", "bad_gateway", "gateway_timeout"]
+__all__ = ["ProxyError", "bad_gateway", "bad_request", "forbidden", "gateway_timeout"]
 
 
 class ProxyError(Exception):

@@ -14,9 +14,9 @@ from urllib.parse import urljoin
 import attrs
 
 __all__ = [
+    "URI_ATTRIBUTES",
     "PlaylistInfo",
     "ProxyUrl",
-    "URI_ATTRIBUTES",
     "UriKind",
     "looks_like_playlist",
     "playlist_info",
@@ -123,7 +123,7 @@ def rewrite_playlist(body: bytes, base_url: str, proxy_url: ProxyUrl) -> bytes:
         if resolved is not None:
             start = content.index(uri)
             line = f"{content[:start]}{proxy_url(resolved, next_uri_kind)}"
-            line += f"{content[start + len(uri):]}{ending}"
+            line += f"{content[start + len(uri) :]}{ending}"
         append(line)
         next_uri_kind = UriKind.MEDIA
     return "".join(out).encode("utf-8", "surrogateescape")

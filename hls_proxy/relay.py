@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
+from typing import cast
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
@@ -21,6 +22,14 @@ from twisted.web.server import Request
 from .errors import ProxyError, bad_gateway, gateway_timeout
 
 __all__ = ["BodyTap", "Collector", "Relay", "decode_content"]
+
+
+_DONE = Failure(ResponseDone())
+
+
+def _upstream(protocol: Protocol) -> IPushProducer:
+    """The transport deliverBody gives: a TransportProxyProducer over the upstream socket."""
+    return cast(IPushProducer, protocol.transport)
 
 
 def _ended_cleanly(reason: Failure) -> bool:
@@ -64,10 +73,10 @@ class BodyTap(Protocol):
             return
         self.head += data
         if len(self.head) >= self._head_bytes and not self.head_ready.called:
-            self.transport.pauseProducing()  # type: ignore[attr-defined]  # TransportProxyProducer
+            _upstream(self).pauseProducing()
             self.head_ready.callback(self.head)
 
-    def connectionLost(self, reason: Failure = ResponseDone()) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure = _DONE) -> None:
         if self._next is not None:
             self._next.connectionLost(reason)
             return
@@ -80,17 +89,22 @@ class BodyTap(Protocol):
         head, self.head = self.head, b""
         self._next = consumer
         if self._ended is None:
-            self.transport.resumeProducing()  # type: ignore[attr-defined]  # reads on the next turn
+            _upstream(self).resumeProducing()
         consumer.makeConnection(self.transport)
         if head:
             consumer.dataReceived(head)
         if self._ended is not None:
             consumer.connectionLost(self._ended)
 
+    def discard_on_error(self, failure: Failure) -> Failure:
+        """An errback for `head_ready`: nobody will read the body now."""
+        self.discard()
+        return failure
+
     def discard(self) -> None:
         """Drop the body: close the upstream connection."""
         if self._ended is None:
-            self.transport.stopProducing()  # type: ignore[attr-defined]
+            _upstream(self).stopProducing()
 
 
 class Relay(Protocol):
@@ -111,7 +125,7 @@ class Relay(Protocol):
         self.done: Deferred[None] = Deferred(canceller=lambda _: self._stop_upstream())
 
     def connectionMade(self) -> None:
-        self._request.registerProducer(self.transport, True)
+        self._request.registerProducer(_upstream(self), True)
         self._timer = _SilenceTimer(self._clock, self._idle_timeout_s, self._upstream_silent)
 
     def dataReceived(self, data: bytes) -> None:
@@ -122,7 +136,7 @@ class Relay(Protocol):
         self.bytes_relayed += len(data)
         self._request.write(data)
 
-    def connectionLost(self, reason: Failure = ResponseDone()) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure = _DONE) -> None:
         if self._end():
             return
         if self._request.channel is None:  # the client left first
@@ -138,13 +152,13 @@ class Relay(Protocol):
     def _upstream_silent(self) -> None:
         if self._end():
             return
-        self.transport.stopProducing()  # type: ignore[attr-defined]
+        _upstream(self).stopProducing()
         self._abort_client()
         self._settle(gateway_timeout("upstream body stalled"))
 
     def _stop_upstream(self) -> None:
         if not self._end():
-            self.transport.stopProducing()  # type: ignore[attr-defined]
+            _upstream(self).stopProducing()
 
     def _end(self) -> bool:
         """Mark the relay ended; True if it already was (teardown arrives twice)."""
@@ -188,7 +202,7 @@ class Collector(Protocol):
             return
         self._chunks.append(data)
 
-    def connectionLost(self, reason: Failure = ResponseDone()) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure = _DONE) -> None:
         self._timer.cancel()
         if self.done.called:
             return
@@ -204,7 +218,7 @@ class Collector(Protocol):
 
     def _stop(self) -> None:
         self._timer.cancel()
-        self.transport.stopProducing()  # type: ignore[attr-defined]
+        _upstream(self).stopProducing()
 
 
 def decode_content(body: bytes, encoding: str, max_bytes: int) -> bytes:

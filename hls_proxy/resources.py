@@ -65,7 +65,7 @@ class _Endpoint(Resource):
 
     isLeaf = True
 
-    def render(self, request: Request) -> bytes | int:  # type: ignore[override]
+    def render(self, request: Request) -> bytes | int:
         for name, value in _CORS_HEADERS.items():
             request.setHeader(name, value)
         if request.method == b"OPTIONS":
@@ -133,7 +133,7 @@ class _Child(_Endpoint):
 
     def render_GET(self, request: Request) -> int:
         async def work() -> None:
-            segments = [part.decode("latin-1") for part in request.postpath]
+            segments = [part.decode("latin-1") for part in request.postpath or []]
             try:
                 target = self._signer.verify(segments)
             except BadSignature as error:
@@ -183,7 +183,7 @@ class _Root(Resource):
         self._children_by_name = children
         self._not_found = _NotFound()
 
-    def getChild(self, path: bytes, request: Request) -> IResource:  # type: ignore[override]
+    def getChild(self, path: bytes, request: Request) -> IResource:
         return self._children_by_name.get(path, self._not_found)
 
 

@@ -19,7 +19,7 @@ from .signing import Signer, StreamSpec
 from .streams import StreamRegistry
 from .upstream import Upstream
 
-__all__ = ["ProxyService", "build_site", "build"]
+__all__ = ["ProxyService", "build", "build_site"]
 
 log = Logger()
 
@@ -56,8 +56,11 @@ def build_site(config: Config, reactor: Any) -> tuple[Site, StreamRegistry]:
     registry = StreamRegistry(reactor, make_upstream, config.stream_idle_timeout_s)
     signer = Signer(config.secret)
     proxy = Proxy(config, reactor, registry, signer)
-    site = Site(build_root(proxy, signer, registry, reactor), reactor=reactor)
-    site.logFormatter = _redacted_log_line  # type: ignore[assignment]
+    site = Site(
+        build_root(proxy, signer, registry, reactor),
+        reactor=reactor,
+        logFormatter=_redacted_log_line,
+    )
     site.displayTracebacks = False
     return site, registry
 

@@ -19,7 +19,7 @@ from .signing import Signer, StreamSpec, child_file_name
 from .streams import Stream, StreamRegistry
 from .urls import normalize_upstream_url
 
-__all__ = ["Proxy", "PLAYLIST_TYPE", "content_type_for"]
+__all__ = ["PLAYLIST_TYPE", "Proxy", "content_type_for"]
 
 log = Logger()
 
@@ -103,7 +103,7 @@ class Proxy:
             )
             tap = BodyTap()
             head_ready = tap.head_ready
-            head_ready.addErrback(lambda failure: (tap.discard(), failure)[1])
+            head_ready.addErrback(tap.discard_on_error)
             response.deliverBody(tap)
             if response.code >= 400:
                 tap.discard()

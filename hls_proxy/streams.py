@@ -86,6 +86,7 @@ class StreamRegistry:
                 del self._streams[stream_id]
                 stream.upstream.close()
 
-    def close_all(self) -> Deferred[object]:
+    def close_all(self) -> Deferred[None]:
         streams, self._streams = list(self._streams.values()), {}
-        return DeferredList([stream.upstream.close() for stream in streams])
+        closing = DeferredList([stream.upstream.close() for stream in streams])
+        return closing.addCallback(lambda _: None)

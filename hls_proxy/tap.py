@@ -74,7 +74,8 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         # Flags and parameters given on the command line win over the environment.
-        for name, _, default, *rest in self.optParameters:
+        parameters: list[list[Any]] = self.optParameters  # type: ignore[assignment]  # declared list[object]
+        for name, _, default, *rest in parameters:
             key = _ENV_PREFIX + name.upper().replace("-", "_")
             if self[name] == default and key in self._environ:
                 coerce = rest[1] if len(rest) > 1 else None
@@ -82,7 +83,8 @@ class Options(usage.Options):
                     self[name] = coerce(self._environ[key]) if coerce else self._environ[key]
                 except ValueError as error:
                     raise usage.UsageError(f"{key}: {error}") from None
-        for name, *_ in self.optFlags:
+        flags: list[list[Any]] = self.optFlags
+        for name, *_ in flags:
             key = _ENV_PREFIX + name.upper().replace("-", "_")
             if not self[name] and self._environ.get(key, "").lower() in ("1", "true", "yes", "on"):
                 self[name] = 1

@@ -12,7 +12,8 @@ from __future__ import annotations
 from http.cookiejar import CookieJar
 
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.error import ConnectError, DNSLookupError, TimeoutError as ConnectTimeout
+from twisted.internet.error import ConnectError, DNSLookupError
+from twisted.internet.error import TimeoutError as ConnectTimeout
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.web.client import (
     Agent,
@@ -28,7 +29,7 @@ from zope.interface import implementer
 
 from .errors import ProxyError, bad_gateway, gateway_timeout
 
-__all__ = ["Upstream", "HOP_BY_HOP"]
+__all__ = ["HOP_BY_HOP", "Upstream"]
 
 # Never forwarded upstream from h_ params: they describe this hop, not the stream.
 HOP_BY_HOP = frozenset(
@@ -151,7 +152,8 @@ class Upstream:
 
         timer: IDelayedCall = self._reactor.callLater(self._timeout_s, on_timeout)
         try:
-            return await d
+            response: IResponse = await d
+            return response
         except BaseException as error:
             raise _as_proxy_error(error, timed_out) from None
         finally:
@@ -160,4 +162,5 @@ class Upstream:
 
     def close(self) -> Deferred[None]:
         """Close idle pooled connections (in-flight ones finish on their own)."""
-        return self.pool.closeCachedConnections()
+        closing: Deferred[None] = self.pool.closeCachedConnections()
+        return closing

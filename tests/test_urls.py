@@ -46,9 +46,7 @@ class EntryQueryTests(SynchronousTestCase):
             "&h_referer=https%3A%2F%2Fsite.example%2F&h_User-Agent=UA%201"
         )
         self.assertEqual(entry.url, "http://cdn.example/a.m3u8?token=1&e=2")
-        self.assertEqual(
-            entry.headers, {"referer": "https://site.example/", "user-agent": "UA 1"}
-        )
+        self.assertEqual(entry.headers, {"referer": "https://site.example/", "user-agent": "UA 1"})
 
     def test_raw_pasted_url_keeps_its_own_query(self) -> None:
         entry = parse_entry_query(

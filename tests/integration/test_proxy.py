@@ -7,13 +7,12 @@ import json
 import re
 from collections.abc import Coroutine
 from typing import Any
-from urllib.parse import urljoin
 
 from twisted.internet.defer import Deferred
 from twisted.python.filepath import FilePath
-from twisted.web.static import File
 from twisted.trial.unittest import TestCase
 from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.static import File
 
 from hls_proxy.guard import Guard
 
@@ -152,7 +151,12 @@ class PlaybackPathTests(TestCase):
             )
             origin, recording = start_origin(
                 self,
-                Tree({"/live.m3u8": playlist, "/seg.ts": Body(b"TS", b"video/mp2t", check=needs_cookie)}),
+                Tree(
+                    {
+                        "/live.m3u8": playlist,
+                        "/seg.ts": Body(b"TS", b"video/mp2t", check=needs_cookie),
+                    }
+                ),
             )
             proxy = start_proxy(self)
             http = client(self)
@@ -177,8 +181,13 @@ class PlaybackPathTests(TestCase):
             )
             origin, _ = start_origin(
                 self,
-                Tree({"/a.m3u8": playlist, "/b.m3u8": Body(b"#EXTM3U\n#EXTINF:1,\nseg.ts\n"),
-                      "/seg.ts": Body(b"TS", b"video/mp2t", check=needs_cookie)}),
+                Tree(
+                    {
+                        "/a.m3u8": playlist,
+                        "/b.m3u8": Body(b"#EXTM3U\n#EXTINF:1,\nseg.ts\n"),
+                        "/seg.ts": Body(b"TS", b"video/mp2t", check=needs_cookie),
+                    }
+                ),
             )
             proxy = start_proxy(self)
             http = client(self)
@@ -195,11 +204,13 @@ class PlaybackPathTests(TestCase):
         async def go() -> None:
             origin, recording = start_origin(
                 self,
-                Tree({
-                    "/short": Redirect(b"/deep/er/list.m3u8"),
-                    "/deep/er/list.m3u8": Body(b"#EXTM3U\n#EXTINF:1,\nseg.ts\n"),
-                    "/deep/er/seg.ts": Body(b"SEG", b"video/mp2t"),
-                }),
+                Tree(
+                    {
+                        "/short": Redirect(b"/deep/er/list.m3u8"),
+                        "/deep/er/list.m3u8": Body(b"#EXTM3U\n#EXTINF:1,\nseg.ts\n"),
+                        "/deep/er/seg.ts": Body(b"SEG", b"video/mp2t"),
+                    }
+                ),
             )
             proxy = start_proxy(self)
             http = client(self)
@@ -232,7 +243,9 @@ class SigningTests(TestCase):
             origin, recording = start_origin(self, tv_tree())
             proxy = start_proxy(self)
             http = client(self)
-            master = await (await http.get(proxied_url(proxy, origin + "/tv/master.m3u8"))).content()
+            master = await (
+                await http.get(proxied_url(proxy, origin + "/tv/master.m3u8"))
+            ).content()
             child = proxy_uris(master)[0]
             before = len(recording.seen)
             for index in (5, len(child) // 2, len(child) - 3):
@@ -253,10 +266,14 @@ class SigningTests(TestCase):
             variant = await (await http.get(master_url)).content()
             second = start_proxy(self)  # a restart, or a second instance
             third = start_proxy(self, secret=b"another secret")
-            again = await (await http.get(proxied_url(second, origin + "/tv/v/index.m3u8"))).content()
+            again = await (
+                await http.get(proxied_url(second, origin + "/tv/v/index.m3u8"))
+            ).content()
             self.assertEqual(variant, again)  # deterministic: same URL, same headers
             child = proxy_uris(variant)[-1]
-            self.assertEqual(await (await http.get(second + child)).content(), MEDIA["/tv/v/s2.m4s"])
+            self.assertEqual(
+                await (await http.get(second + child)).content(), MEDIA["/tv/v/s2.m4s"]
+            )
             self.assertEqual((await http.get(third + child)).code, 403)
 
         return run(go())
@@ -271,11 +288,13 @@ class ErrorTests(TestCase):
         async def go() -> None:
             origin, _ = start_origin(
                 self,
-                Tree({
-                    "/403.m3u8": Body(b"no", status=403),
-                    "/500.m3u8": Body(b"no", status=500),
-                    "/503.m3u8": Body(b"no", status=503),
-                }),
+                Tree(
+                    {
+                        "/403.m3u8": Body(b"no", status=403),
+                        "/500.m3u8": Body(b"no", status=500),
+                        "/503.m3u8": Body(b"no", status=503),
+                    }
+                ),
             )
             proxy = start_proxy(self)
             for status in (403, 404, 500, 503):
@@ -289,16 +308,22 @@ class ErrorTests(TestCase):
         async def go() -> None:
             origin, _ = start_origin(
                 self,
-                Tree({
-                    "/video.m3u8": Body(b"\x00\x01binary", b"application/octet-stream"),
-                    "/big.m3u8": Body(b"#EXTM3U\n" + b"#" * 5000),
-                    "/loop": Redirect(b"/loop"),
-                }),
+                Tree(
+                    {
+                        "/video.m3u8": Body(b"\x00\x01binary", b"application/octet-stream"),
+                        "/big.m3u8": Body(b"#EXTM3U\n" + b"#" * 5000),
+                        "/loop": Redirect(b"/loop"),
+                    }
+                ),
             )
             proxy = start_proxy(self, max_playlist_bytes=4096)
             cases = [
                 (f"{proxy}/playlist.m3u8", 400, b"missing url parameter\n"),
-                (f"{proxy}/playlist.m3u8?url=ftp%3A%2F%2Fx%2Fa", 400, b"url must be http or https\n"),
+                (
+                    f"{proxy}/playlist.m3u8?url=ftp%3A%2F%2Fx%2Fa",
+                    400,
+                    b"url must be http or https\n",
+                ),
                 (proxied_url(proxy, "http://127.0.0.1:1/a.m3u8"), 502, b"upstream unreachable"),
                 (proxied_url(proxy, origin + "/video.m3u8"), 502, b"#EXTM3U missing"),
                 (proxied_url(proxy, origin + "/big.m3u8"), 502, b"larger than 4096 bytes"),
@@ -383,15 +408,26 @@ class HttpSurfaceTests(TestCase):
             )
             self.assertEqual(preflight.code, 204)
             self.assertEqual(preflight.headers.getRawHeaders("access-control-allow-origin"), ["*"])
-            self.assertEqual(preflight.headers.getRawHeaders("access-control-allow-headers"), ["range"])
+            self.assertEqual(
+                preflight.headers.getRawHeaders("access-control-allow-headers"), ["range"]
+            )
             head = await http.head(url)
             self.assertEqual(head.code, 200)
             self.assertEqual(await head.content(), b"")
             get = await http.get(url)
             body = await get.content()
             self.assertEqual(head.headers.getRawHeaders("content-length"), [str(len(body))])
-            self.assertIn("Content-Range", get.headers.getRawHeaders("access-control-expose-headers")[0])
-            segment_head = await http.head(proxy + proxy_uris(await (await http.get(proxied_url(proxy, origin + "/tv/v/index.m3u8"))).content())[-1])
+            self.assertIn(
+                "Content-Range", get.headers.getRawHeaders("access-control-expose-headers")[0]
+            )
+            segment_head = await http.head(
+                proxy
+                + proxy_uris(
+                    await (
+                        await http.get(proxied_url(proxy, origin + "/tv/v/index.m3u8"))
+                    ).content()
+                )[-1]
+            )
             self.assertEqual(segment_head.headers.getRawHeaders("content-length"), ["10000"])
 
         return run(go())
@@ -420,15 +456,21 @@ class HttpSurfaceTests(TestCase):
         async def go() -> None:
             origin, _ = start_origin(
                 self,
-                Tree({
-                    "/get.php": Body(b"\xef\xbb\xbf#EXTM3U\n#EXTINF:1,\nseg.ts\n", b"text/plain"),
-                    "/clip.bin": Body(b"#EXTM3U but really video", b"video/mp4"),
-                }),
+                Tree(
+                    {
+                        "/get.php": Body(
+                            b"\xef\xbb\xbf#EXTM3U\n#EXTINF:1,\nseg.ts\n", b"text/plain"
+                        ),
+                        "/clip.bin": Body(b"#EXTM3U but really video", b"video/mp4"),
+                    }
+                ),
             )
             proxy = start_proxy(self)
             http = client(self)
             answer = await http.get(proxied_url(proxy, origin + "/get.php", endpoint="mx"))
-            self.assertEqual(answer.headers.getRawHeaders("content-type"), ["application/vnd.apple.mpegurl"])
+            self.assertEqual(
+                answer.headers.getRawHeaders("content-type"), ["application/vnd.apple.mpegurl"]
+            )
             self.assertTrue((await answer.content()).startswith(b"#EXTM3U\n#EXTINF:1,\n/p/"))
             clip = await http.get(proxied_url(proxy, origin + "/clip.bin", endpoint="stream"))
             self.assertEqual(await clip.content(), b"#EXTM3U but really video")

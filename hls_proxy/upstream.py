@@ -72,7 +72,7 @@ class _FixedCookieAgent:
         return self._agent.request(method, uri, headers, bodyProducer)
 
 
-def _as_proxy_error(error: BaseException, timed_out: bool) -> BaseException:
+def _as_proxy_error(error: Exception, timed_out: bool) -> Exception:
     """Map what the Agent raised to the answer the client gets."""
     if isinstance(error, ResponseFailed):
         # Redirect failures arrive wrapped; the first reason says what happened.
@@ -154,7 +154,7 @@ class Upstream:
         try:
             response: IResponse = await d
             return response
-        except BaseException as error:
+        except Exception as error:
             raise _as_proxy_error(error, timed_out) from None
         finally:
             if timer.active():

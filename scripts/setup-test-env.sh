@@ -10,4 +10,6 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo_ apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-python3 -m pip install -q --disable-pip-version-check -e ".[test,lint]" tox
+# Not editable: twistd finds the plugin by scanning sys.path for twisted/plugins/.
+python3 -m pip install -q --disable-pip-version-check --force-reinstall --no-deps .
+python3 -m pip install -q --disable-pip-version-check ".[test,lint]"

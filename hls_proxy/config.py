@@ -35,3 +35,10 @@ class Config:
     stream_idle_timeout_s: float = 300.0
     max_redirects: int = 10
     user_agent: str = DEFAULT_USER_AGENT
+    # Many viewers, one upstream (cache.py, fanout.py, workers.py).
+    cache_size_bytes: int = 256 * 1024 * 1024
+    cache_object_max_bytes: int = 32 * 1024 * 1024
+    playlist_cache_ttl_s: float = 30.0
+    playlist_cache_bytes: int = 32 * 1024 * 1024
+    prefetch: int = 0
+    workers: int = 1

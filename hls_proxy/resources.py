@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -158,6 +159,7 @@ class _Health(_Endpoint):
             "version": __version__,
             "uptime_s": round(self._clock.seconds() - self._started_s, 3),
             "streams": len(self._registry),
+            "pid": os.getpid(),  # which worker answered (--workers)
         }
         return json.dumps(status).encode("ascii")
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application import strports
 from twisted.application.internet import TimerService
-from twisted.application.service import MultiService
+from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.web.server import Request, Site
@@ -68,10 +69,13 @@ def build_site(config: Config, reactor: Any) -> tuple[Site, StreamRegistry]:
 class ProxyService(MultiService):
     """The listener plus stream expiry; stopping closes every stream's pool."""
 
-    def __init__(self, config: Config, reactor: Any) -> None:
+    def __init__(
+        self, config: Config, reactor: Any, listen: Callable[[Site], IService] | None = None
+    ) -> None:
         super().__init__()
         self._config = config
         self._reactor = reactor
+        self._listen = listen  # workers.py: serve on an inherited socket instead of the port
         self.registry: StreamRegistry | None = None
 
     def startService(self) -> None:
@@ -81,7 +85,10 @@ class ProxyService(MultiService):
                 "restart or work on another instance"
             )
         site, self.registry = build_site(self._config, self._reactor)
-        strports.service(self._config.port, site, reactor=self._reactor).setServiceParent(self)
+        if self._listen is not None:
+            self._listen(site).setServiceParent(self)
+        else:
+            strports.service(self._config.port, site, reactor=self._reactor).setServiceParent(self)
         expiry = TimerService(
             max(1.0, min(30.0, self._config.stream_idle_timeout_s / 4)), self.registry.expire
         )
@@ -98,5 +105,9 @@ class ProxyService(MultiService):
         return d
 
 
-def build(config: Config, reactor: Any) -> ProxyService:
+def build(config: Config, reactor: Any) -> IService:
+    if config.workers > 1:
+        from .workers import WorkersService
+
+        return WorkersService(config, reactor)
     return ProxyService(config, reactor)

@@ -32,6 +32,32 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if not number >= 0:
+        raise ValueError("must be 0 or more")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("must be 0 or more")
+    return number
+
+
+def _cache_size(value: str) -> int:
+    return 0 if value.strip() in ("0", "0B", "0MB") else _byte_size(value)
+
+
+def _workers(value: str) -> int:
+    if value.strip().lower() == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1
+        )
+    return _positive_int(value)
+
+
 def _byte_size(value: str) -> int:
     """`8388608`, `512KB`, `8MB`, `1GB` (binary multiples)."""
     text = value.strip().upper().removesuffix("B").removesuffix("I")
@@ -66,6 +92,14 @@ class Options(usage.Options):
          _positive_int],
         ["stream-idle-timeout", None, 300.0, "Seconds after which an unused stream is dropped.",
          _positive_float],
+        ["cache-size", None, 256 * 1024 * 1024, "Segment cache budget per worker (e.g. 256MB; "
+         "0 disables caching).", _cache_size],
+        ["playlist-cache-ttl", None, 30.0, "Seconds a VOD or master playlist is reused "
+         "(live: at most half the target duration).", _non_negative_float],
+        ["prefetch", None, 0, "After a live playlist is served, fetch its newest N segments "
+         "into the cache (0: off).", _non_negative_int],
+        ["workers", None, 1, "Worker processes sharing the port: a number or 'auto' (one per "
+         "CPU).", _workers],
     ]  # fmt: skip
 
     def __init__(self, environ: dict[str, str] | None = None) -> None:
@@ -109,6 +143,10 @@ class Options(usage.Options):
             max_playlist_bytes=self["max-playlist-bytes"],
             pool_size=self["pool-size"],
             stream_idle_timeout_s=self["stream-idle-timeout"],
+            cache_size_bytes=self["cache-size"],
+            playlist_cache_ttl_s=self["playlist-cache-ttl"],
+            prefetch=self["prefetch"],
+            workers=self["workers"],
         )
 
 

@@ -25,7 +25,11 @@ class Harness:
 
     def __init__(self, case: SynchronousTestCase) -> None:
         self.reactor = MemoryReactorClock()
-        config = Config(secret=SECRET, allow_private=True, upstream_timeout_s=10)
+        # No segment cache: a body that may be cached is read at full speed (fanout.py);
+        # these tests are about the streamed regime, where one viewer paces the upstream.
+        config = Config(
+            secret=SECRET, allow_private=True, upstream_timeout_s=10, cache_size_bytes=0
+        )
         self.site, self.registry = build_site(config, self.reactor)
         self.client = StringTransport()
         self.channel = self.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))

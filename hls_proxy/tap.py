@@ -52,9 +52,9 @@ def _cache_size(value: str) -> int:
 
 def _workers(value: str) -> int:
     if value.strip().lower() == "auto":
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-            os.cpu_count() or 1
-        )
+        if hasattr(os, "sched_getaffinity"):
+            return len(os.sched_getaffinity(0))
+        return os.cpu_count() or 1
     return _positive_int(value)
 
 

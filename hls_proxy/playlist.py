@@ -61,10 +61,35 @@ def looks_like_playlist(head: bytes) -> bool:
     return head.removeprefix(_BOM).lstrip().startswith(b"#EXTM3U")
 
 
-def _resolve(base_url: str, uri: str) -> str | None:
+def _base_directory(base_url: str) -> str:
+    """The base URL up to the last `/` of its path: what a plain relative name joins to."""
+    without_query = base_url.partition("#")[0].partition("?")[0]
+    scheme_end = without_query.find("//") + 2
+    last_slash = without_query.rfind("/")
+    if last_slash < scheme_end:  # no path at all: http://host
+        return without_query + "/"
+    return without_query[: last_slash + 1]
+
+
+def _is_plain_relative(uri: str) -> bool:
+    """A relative name (`seg-1.ts?t=1`, `v/index.m3u8`) that joins by concatenation.
+
+    Anything else (dot segments, `/root`, `//host`, `?q`, `#f`, a scheme) takes the
+    full RFC 3986 path through urljoin. This is the common case and 20x cheaper.
+    """
+    first = uri[0]
+    if first in "/?#." or "/." in uri or "#" in uri:
+        return False
+    colon = uri.find(":")
+    return colon < 0 or "/" in uri[:colon] or "?" in uri[:colon]
+
+
+def _resolve(base_url: str, uri: str, base_directory: str | None = None) -> str | None:
     """The absolute http(s) URL of `uri`, or None when it must be left as it is."""
     if "{$" in uri:
         return None  # EXT-X-DEFINE variable: substituting is the player's job, not ours
+    if base_directory is not None and _is_plain_relative(uri):
+        return base_directory + uri
     resolved = urljoin(base_url, uri)
     if not resolved.lower().startswith(_HTTP):
         return None  # skd://, data:, urn: ... stay untouched
@@ -72,14 +97,18 @@ def _resolve(base_url: str, uri: str) -> str | None:
 
 
 def _rewrite_attributes(
-    attributes: str, wanted: dict[str, UriKind], base_url: str, proxy_url: ProxyUrl
+    attributes: str,
+    wanted: dict[str, UriKind],
+    base_url: str,
+    base_directory: str,
+    proxy_url: ProxyUrl,
 ) -> str:
     def replace(match: re.Match[str]) -> str:
         name, value = match.group(1), match.group(2)
         kind = wanted.get(name)
         if kind is None or len(value) < 2 or not value.startswith('"') or not value.endswith('"'):
             return match.group(0)
-        resolved = _resolve(base_url, value[1:-1])
+        resolved = _resolve(base_url, value[1:-1], base_directory)
         if resolved is None:
             return match.group(0)
         return f'{name}="{proxy_url(resolved, kind)}"'
@@ -98,32 +127,40 @@ def _split_ending(line: str) -> tuple[str, str]:
 def rewrite_playlist(body: bytes, base_url: str, proxy_url: ProxyUrl) -> bytes:
     """The playlist with every URI replaced by `proxy_url(absolute URL, kind)`."""
     text = body.removeprefix(_BOM).decode("utf-8", "surrogateescape")
+    base_directory = _base_directory(base_url)
     out: list[str] = []
     append = out.append
     next_uri_kind = UriKind.MEDIA
     for line in _LINES.findall(text):
         if line[:1] == "#":
-            if line.startswith("#EXT"):
+            if "URI=" in line and line.startswith("#EXT"):
                 content, ending = _split_ending(line)
                 tag, colon, attributes = content[1:].partition(":")
+                if colon:
+                    wanted = URI_ATTRIBUTES.get(tag, _DEFAULT_ATTRIBUTES)
+                    rewritten = _rewrite_attributes(
+                        attributes, wanted, base_url, base_directory, proxy_url
+                    )
+                    line = f"#{tag}:{rewritten}{ending}"
                 if tag == "EXT-X-STREAM-INF":
                     next_uri_kind = UriKind.PLAYLIST
-                elif colon and "URI=" in attributes:
-                    wanted = URI_ATTRIBUTES.get(tag, _DEFAULT_ATTRIBUTES)
-                    rewritten = _rewrite_attributes(attributes, wanted, base_url, proxy_url)
-                    line = f"#{tag}:{rewritten}{ending}"
+            elif line.startswith("#EXT-X-STREAM-INF"):
+                next_uri_kind = UriKind.PLAYLIST
             append(line)
             continue
-        content, ending = _split_ending(line)
+        content = line.rstrip("\r\n")
         uri = content.strip()
         if not uri:
             append(line)
             continue
-        resolved = _resolve(base_url, uri)
+        resolved = _resolve(base_url, uri, base_directory)
         if resolved is not None:
-            start = content.index(uri)
-            line = f"{content[:start]}{proxy_url(resolved, next_uri_kind)}"
-            line += f"{content[start + len(uri) :]}{ending}"
+            replacement = proxy_url(resolved, next_uri_kind)
+            if uri is content or uri == content:
+                line = replacement + line[len(content) :]
+            else:
+                start = content.index(uri)
+                line = content[:start] + replacement + line[start + len(uri) :]
         append(line)
         next_uri_kind = UriKind.MEDIA
     return "".join(out).encode("utf-8", "surrogateescape")

@@ -20,7 +20,6 @@ import json
 import re
 import zlib
 from collections.abc import Sequence
-from urllib.parse import urlsplit
 
 import attrs
 
@@ -31,7 +30,7 @@ __all__ = ["BadSignature", "ChildTarget", "Signer", "StreamSpec", "child_file_na
 _SIGNATURE_BYTES = 16
 _KIND_BY_CHAR = {kind.value: kind for kind in UriKind}
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
-_EXTENSION = re.compile(r"\.([A-Za-z0-9]{1,5})$")
+_SAFE_NAME_FULL = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,79}")
 _DEFAULT_EXTENSION = {UriKind.PLAYLIST: "m3u8", UriKind.MEDIA: "ts", UriKind.KEY: "key"}
 # Extensions players recognise; anything else (.php, .jpg disguises) gets the kind's own.
 _MEDIA_EXTENSIONS = frozenset(
@@ -63,8 +62,12 @@ class ChildTarget:
     kind: UriKind
 
 
+_URL_SAFE_ALPHABET = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    encoded = binascii.b2a_base64(data, newline=False).translate(_URL_SAFE_ALPHABET)
+    return encoded.rstrip(b"=").decode("ascii")
 
 
 def _b64decode(text: str) -> bytes:
@@ -77,10 +80,14 @@ def child_file_name(url: str, kind: UriKind) -> str:
     The extension is kept when players know it; otherwise the kind's usual one is
     appended (a variant at `index.php` becomes `index.php.m3u8`).
     """
-    path = urlsplit(url).path
-    name = _SAFE_NAME.sub("_", path.rsplit("/", 1)[-1])[-80:].lstrip(".") or "index"
-    match = _EXTENSION.search(name)
-    extension = match.group(1).lower() if match else ""
+    path = url.partition("#")[0].partition("?")[0]
+    if path.count("/") < 3:  # http://host with no path
+        path = ""
+    name = path.rpartition("/")[2]
+    if not _SAFE_NAME_FULL.fullmatch(name):
+        name = _SAFE_NAME.sub("_", name)[-80:].lstrip(".") or "index"
+    stem, dot, extension = name.rpartition(".")
+    extension = extension.lower() if dot and stem else ""
     known = _PLAYLIST_EXTENSIONS if kind is UriKind.PLAYLIST else _MEDIA_EXTENSIONS
     if extension not in known:
         name = f"{name}.{_DEFAULT_EXTENSION[kind]}"
@@ -92,6 +99,7 @@ class Signer:
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
+        self._stream_macs: dict[str, hmac.HMAC] = {}
 
     def stream_part(self, stream: StreamSpec) -> str:
         """The encoded stream (compressed: headers repeat on every line of a playlist)."""
@@ -110,8 +118,17 @@ class Signer:
         return f"/p/{stream_part}/{target}.{signature}/{name}"
 
     def _sign(self, stream_part: str, target: str, name: str) -> str:
-        message = f"{stream_part}/{target}/{name}".encode("ascii", "replace")
-        return _b64encode(hmac.digest(self._secret, message, "sha256")[:_SIGNATURE_BYTES])
+        # HMAC over "stream_part/target/name"; the stream part is the same for every URI
+        # of a playlist, so its state is computed once and copied.
+        prefix = self._stream_macs.get(stream_part)
+        if prefix is None:
+            if len(self._stream_macs) >= 256:
+                self._stream_macs.clear()
+            prefix = hmac.new(self._secret, stream_part.encode("ascii", "replace") + b"/", "sha256")
+            self._stream_macs[stream_part] = prefix
+        mac = prefix.copy()
+        mac.update(f"{target}/{name}".encode("ascii", "replace"))
+        return _b64encode(mac.digest()[:_SIGNATURE_BYTES])
 
     def verify(self, segments: Sequence[str]) -> ChildTarget:
         """Decode the path segments after `/p/`; raise BadSignature unless intact."""

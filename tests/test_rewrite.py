@@ -29,7 +29,7 @@ MASTER = """#EXTM3U
 #EXT-X-SESSION-KEY:METHOD=SAMPLE-AES,URI="skd://key-id",KEYFORMAT="com.apple.streamingkeydelivery"
 #EXT-X-SESSION-KEY:METHOD=AES-128,URI="../keys/session.key"
 #EXT-X-CONTENT-STEERING:SERVER-URI="/steer?video=1",PATHWAY-ID="CDN-A"
-#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aac",LANGUAGE="en",NAME="English, main",DEFAULT=YES,URI="audio/en.m3u8"
+#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aac",LANGUAGE="en",NAME="English, main",DEFAULT=YES,URI="audio/en.m3u8"  # noqa: E501
 #EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",NAME="Deutsch",LANGUAGE="de",URI="subs/de.m3u8"
 #EXT-X-MEDIA:TYPE=CLOSED-CAPTIONS,GROUP-ID="cc",NAME="CC1",INSTREAM-ID="CC1"
 #EXT-X-STREAM-INF:BANDWIDTH=1280000,CODECS="avc1.4d401f,mp4a.40.2",AUDIO="aac",SUBTITLES="subs"
@@ -155,7 +155,7 @@ class CorpusTests(SynchronousTestCase):
         out = rewrite_playlist(body, BASE, tagged).decode()
         self.assertEqual(
             out,
-            "#EXTM3U\n#EXTINF:1,\n  Pm[https://cdn.example/live/chan/seg.ts]  \n\n#EXT-UNKNOWN:FOO=1\r\n",
+            "#EXTM3U\n#EXTINF:1,\n  Pm[https://cdn.example/live/chan/seg.ts]  \n\n#EXT-UNKNOWN:FOO=1\r\n",  # noqa: E501
         )
 
     def test_unknown_tags_with_uri_are_rewritten_and_quoted_commas_kept(self) -> None:
@@ -226,7 +226,7 @@ class PropertyTests(SynchronousTestCase):
         lines_in = _LINE_SPLIT.findall(body.removeprefix(b"\xef\xbb\xbf"))
         lines_out = _LINE_SPLIT.findall(out)
         self.assertEqual(len(lines_in), len(lines_out))
-        for before, after in zip(lines_in, lines_out):
+        for before, after in zip(lines_in, lines_out, strict=True):
             if before.startswith(b"#") and b"URI=" not in before:
                 self.assertEqual(before, after)  # tags and comments are kept byte for byte
 

@@ -29,7 +29,7 @@ MASTER = """#EXTM3U
 #EXT-X-SESSION-KEY:METHOD=SAMPLE-AES,URI="skd://key-id",KEYFORMAT="com.apple.streamingkeydelivery"
 #EXT-X-SESSION-KEY:METHOD=AES-128,URI="../keys/session.key"
 #EXT-X-CONTENT-STEERING:SERVER-URI="/steer?video=1",PATHWAY-ID="CDN-A"
-#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aac",LANGUAGE="en",NAME="English, main",DEFAULT=YES,URI="audio/en.m3u8"  # noqa: E501
+#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aac",LANGUAGE="en",NAME="English, main",DEFAULT=YES,URI="audio/en.m3u8"
 #EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",NAME="Deutsch",LANGUAGE="de",URI="subs/de.m3u8"
 #EXT-X-MEDIA:TYPE=CLOSED-CAPTIONS,GROUP-ID="cc",NAME="CC1",INSTREAM-ID="CC1"
 #EXT-X-STREAM-INF:BANDWIDTH=1280000,CODECS="avc1.4d401f,mp4a.40.2",AUDIO="aac",SUBTITLES="subs"
@@ -155,7 +155,7 @@ class CorpusTests(SynchronousTestCase):
         out = rewrite_playlist(body, BASE, tagged).decode()
         self.assertEqual(
             out,
-            "#EXTM3U\n#EXTINF:1,\n  Pm[https://cdn.example/live/chan/seg.ts]  \n\n#EXT-UNKNOWN:FOO=1\r\n",  # noqa: E501
+            "#EXTM3U\n#EXTINF:1,\n  Pm[https://cdn.example/live/chan/seg.ts]  \n\n#EXT-UNKNOWN:FOO=1\r\n",
         )
 
     def test_unknown_tags_with_uri_are_rewritten_and_quoted_commas_kept(self) -> None:

@@ -154,6 +154,8 @@ class Bench:
                 "--workers",
                 str(workers),
             ],
+            # Measure this tree, not whatever copy is installed.
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
         )
         self.processes.append(process)
         wait_port(port)

@@ -62,6 +62,20 @@ def address_is_public(address: IPAddress) -> bool:
     )
 
 
+_UPSTREAM_READ_BYTES = 256 * 1024
+
+
+def _read_larger_chunks(protocol: IProtocol) -> None:
+    """Read upstream sockets 256 KB at a time instead of Twisted's 64 KB.
+
+    Segments are large and relayed as they arrive: four times fewer reads (and
+    dataReceived calls through the HTTP parser and the relay) per megabyte.
+    """
+    transport = getattr(protocol, "transport", None)
+    if transport is not None and hasattr(transport, "socket"):
+        transport.bufferSize = _UPSTREAM_READ_BYTES
+
+
 @implementer(IResolutionReceiver)
 class _Addresses:
     """Collects what the resolver found into a Deferred list of IP strings."""
@@ -103,9 +117,12 @@ class _CheckedEndpoint:
         for address in addresses:
             endpoint = guard.endpoint_for(address, uri)
             try:
-                return await endpoint.connect(protocol_factory)
+                protocol = await endpoint.connect(protocol_factory)
             except Exception as error:  # try the next address, report the last failure
                 last_error = error
+                continue
+            _read_larger_chunks(protocol)
+            return protocol
         assert last_error is not None
         raise last_error
 

@@ -42,3 +42,5 @@ class Config:
     playlist_cache_bytes: int = 32 * 1024 * 1024
     prefetch: int = 0
     workers: int = 1
+    # Domain-locked and token streams (bypass.py): "auto" derives Referer/Origin.
+    bypass: str = "auto"

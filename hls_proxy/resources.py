@@ -15,11 +15,12 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from . import __version__
+from .bypass import entry_stream
 from .errors import ProxyError, forbidden
 from .playlist import UriKind
 from .serving import Proxy
 from .signing import BadSignature, Signer
-from .streams import StreamRegistry, stream_spec
+from .streams import StreamRegistry
 from .urls import parse_entry_query
 
 __all__ = ["build_root"]
@@ -117,7 +118,7 @@ class _Entry(_Endpoint):
     def render_GET(self, request: Request) -> int:
         async def work() -> None:
             entry = parse_entry_query(_query(request))
-            spec = stream_spec(entry.url, entry.headers)
+            spec = entry_stream(entry, self._proxy.bypass_by_default)
             kind = UriKind.PLAYLIST if self._require_playlist else UriKind.MEDIA
             await self._proxy.serve(request, spec, entry.url, kind, self._require_playlist)
 

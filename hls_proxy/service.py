@@ -52,6 +52,7 @@ def build_site(config: Config, reactor: Any) -> tuple[Site, StreamRegistry]:
             timeout_s=config.upstream_timeout_s,
             max_redirects=config.max_redirects,
             user_agent=config.user_agent,
+            derived=frozenset(filter(None, spec.option("derived").split(","))),
         )
 
     registry = StreamRegistry(reactor, make_upstream, config.stream_idle_timeout_s)

@@ -12,6 +12,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
 from twisted.web.server import Request
 
+from .bypass import carries_tokens, carry_tokens
 from .cache import (
     ByteLru,
     Coalescer,
@@ -107,6 +108,7 @@ class Proxy:
         self, config: Config, clock: IReactorTime, registry: StreamRegistry, signer: Signer
     ) -> None:
         self._config = config
+        self.bypass_by_default = config.bypass == "auto"
         self._clock = clock
         self._registry = registry
         self._signer = signer
@@ -310,8 +312,11 @@ class Proxy:
         final_url = response.request.absoluteURI.decode("ascii")  # after redirects
         stream_part = self._signer.stream_part(stream.spec)
         child_path = self._signer.child_path
+        tokens_from = url if carries_tokens(stream.spec, url) else None
 
         def proxy_url(upstream_url: str, kind: UriKind) -> str:
+            if tokens_from is not None:
+                upstream_url = carry_tokens(tokens_from, upstream_url)
             if _UNSAFE_IN_URL.search(upstream_url):
                 upstream_url = quote(upstream_url, safe="%:/?#[]@!$&'()*+,;=~")
             return child_path(stream_part, upstream_url, kind)

@@ -51,6 +51,11 @@ class StreamSpec:
 
     stream_id: str
     headers: tuple[tuple[str, str], ...]
+    # Per-stream switches (bypass.py): which headers were derived, token carry-over.
+    options: tuple[tuple[str, str], ...] = ()
+
+    def option(self, name: str, default: str = "") -> str:
+        return next((value for key, value in self.options if key == name), default)
 
 
 @attrs.frozen
@@ -103,8 +108,11 @@ class Signer:
 
     def stream_part(self, stream: StreamSpec) -> str:
         """The encoded stream (compressed: headers repeat on every line of a playlist)."""
+        fields: list[object] = [1, stream.stream_id, [list(pair) for pair in stream.headers]]
+        if stream.options:  # absent when empty, so URLs minted before options still verify
+            fields.append([list(pair) for pair in stream.options])
         document = json.dumps(
-            [1, stream.stream_id, [list(pair) for pair in stream.headers]],
+            fields,
             separators=(",", ":"),
             ensure_ascii=False,
         )
@@ -142,11 +150,18 @@ class Signer:
         try:
             kind = _KIND_BY_CHAR[target[:1]]
             url = _b64decode(target[1:]).decode("utf-8")
-            version, stream_id, headers = json.loads(zlib.decompress(_b64decode(stream_part)))
+            version, stream_id, headers, *rest = json.loads(
+                zlib.decompress(_b64decode(stream_part))
+            )
+            options = rest[0] if rest else []
         except (KeyError, ValueError, TypeError, binascii.Error, zlib.error) as error:
             # Only reachable with our own secret, i.e. a bug or an old format.
             raise BadSignature(f"undecodable proxy URL: {error}") from None
         if version != 1:
             raise BadSignature("unsupported proxy URL version")
-        spec = StreamSpec(str(stream_id), tuple((str(k), str(v)) for k, v in headers))
+        spec = StreamSpec(
+            str(stream_id),
+            tuple((str(k), str(v)) for k, v in headers),
+            tuple((str(k), str(v)) for k, v in options),
+        )
         return ChildTarget(spec, url, kind)

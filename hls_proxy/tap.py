@@ -68,6 +68,12 @@ def _byte_size(value: str) -> int:
     return number
 
 
+def _bypass_mode(value: str) -> str:
+    if value not in ("auto", "off"):
+        raise ValueError("must be auto or off")
+    return value
+
+
 class Options(usage.Options):
     """Options for `twistd hlsproxy`; each can also be set as HLSPROXY_<NAME> in the environment."""
 
@@ -100,6 +106,8 @@ class Options(usage.Options):
          "into the cache (0: off).", _non_negative_int],
         ["workers", None, 1, "Worker processes sharing the port: a number or 'auto' (one per "
          "CPU).", _workers],
+        ["bypass", None, "auto", "auto: without h_referer/h_origin send the entry URL's origin as "
+         "Referer/Origin (per stream: bypass=0/1); off: send only what is given.", _bypass_mode],
     ]  # fmt: skip
 
     def __init__(self, environ: dict[str, str] | None = None) -> None:
@@ -147,6 +155,7 @@ class Options(usage.Options):
             playlist_cache_ttl_s=self["playlist-cache-ttl"],
             prefetch=self["prefetch"],
             workers=self["workers"],
+            bypass=self["bypass"],
         )
 
 

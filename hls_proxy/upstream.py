@@ -15,6 +15,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectError, DNSLookupError
 from twisted.internet.error import TimeoutError as ConnectTimeout
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import Protocol
 from twisted.web.client import (
     Agent,
     BrowserLikeRedirectAgent,
@@ -98,6 +99,17 @@ def _as_proxy_error(error: Exception, timed_out: bool) -> Exception:
     return bad_gateway(f"upstream failed: {error.__class__.__name__}")
 
 
+class _Discard(Protocol):
+    """Closes a body nobody will read (a refused attempt that is retried)."""
+
+    def connectionMade(self) -> None:
+        self.transport.stopProducing()  # type: ignore[union-attr]
+
+
+def _discard_body(response: IResponse) -> None:
+    response.deliverBody(_Discard())
+
+
 class Upstream:
     """Makes a stream's upstream requests with its headers, cookies and pool."""
 
@@ -111,8 +123,13 @@ class Upstream:
         timeout_s: float,
         max_redirects: int,
         user_agent: str,
+        derived: frozenset[str] = frozenset(),
     ) -> None:
         self._reactor = reactor
+        # Headers we guessed (bypass.py), not the user: dropped if the upstream refuses
+        # them, and whatever worked is remembered for the rest of the stream.
+        self._derived = derived
+        self._send_derived = True
         self._timeout_s = timeout_s
         self.pool = HTTPConnectionPool(reactor)
         self.pool.maxPersistentPerHost = pool_size
@@ -139,7 +156,22 @@ class Upstream:
         Time to headers is bounded by the stream's timeout; errors come out as
         ProxyError with the status the client should get.
         """
+        response = await self._send(url, method, extra, self._send_derived)
+        if response.code in (401, 403) and self._derived:
+            _discard_body(response)
+            retry = await self._send(url, method, extra, not self._send_derived)
+            if retry.code not in (401, 403):
+                self._send_derived = not self._send_derived
+            return retry
+        return response
+
+    async def _send(
+        self, url: str, method: bytes, extra: dict[bytes, bytes] | None, send_derived: bool
+    ) -> IResponse:
         headers = self._headers.copy()
+        if not send_derived:
+            for derived_name in self._derived:
+                headers.removeHeader(derived_name.encode("latin-1"))
         for name, value in (extra or {}).items():
             headers.setRawHeaders(name, [value])
         d = self._agent.request(method, url.encode("ascii"), headers)

@@ -18,7 +18,9 @@ from .errors import bad_request
 __all__ = ["EntryRequest", "normalize_upstream_url", "parse_entry_query"]
 
 # Parameters that belong to the proxy, never to the upstream URL.
-_OWN_PARAMS = frozenset({"url", "api_key"})
+_OWN_PARAMS = frozenset({"url", "api_key", "bypass", "inherit_query"})
+# Per-stream switches and the values they take.
+_SWITCHES = {"bypass": ("0", "1"), "inherit_query": ("0", "1")}
 _HEADER_PARAM = "h_"
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _MAX_URL_CHARS = 16 * 1024
@@ -32,6 +34,7 @@ class EntryRequest:
 
     url: str
     headers: dict[str, str]
+    switches: dict[str, str] = attrs.field(factory=dict)  # bypass, inherit_query: "0" / "1"
 
 
 def normalize_upstream_url(url: str) -> str:
@@ -106,7 +109,13 @@ def parse_entry_query(query: str) -> EntryRequest:
             if any(char in value for char in "\r\n\0"):
                 raise bad_request(f"invalid value for {key}")
             headers[_header_name(key)] = value
-    return EntryRequest(normalize_upstream_url(url), headers)
+    switches: dict[str, str] = {}
+    for key, value in pairs:
+        if key in _SWITCHES:
+            if value not in _SWITCHES[key]:
+                raise bad_request(f"{key} must be 0 or 1")
+            switches[key] = value
+    return EntryRequest(normalize_upstream_url(url), headers, switches)
 
 
 def _url_was_pasted_raw(query: str) -> bool:

@@ -61,6 +61,7 @@ class ByteLru(Generic[K, V]):
         self.used_bytes = 0
         self.hits = 0
         self.misses = 0
+        self.evictions = 0
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -92,6 +93,7 @@ class ByteLru(Generic[K, V]):
             return False
         while self.used_bytes + size > self.budget_bytes:
             self._drop(next(iter(self._slots)))
+            self.evictions += 1
         expires_s = None if ttl_s is None else self._clock.seconds() + ttl_s
         self._slots[key] = _Slot(value, size, expires_s)
         self.used_bytes += size

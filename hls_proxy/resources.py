@@ -17,6 +17,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from . import __version__
 from .bypass import entry_stream
 from .errors import ProxyError, forbidden
+from .metrics import Metrics
 from .playlist import UriKind
 from .serving import Proxy
 from .signing import BadSignature, Signer
@@ -190,8 +191,23 @@ class _Root(Resource):
         return self._children_by_name.get(path, self._not_found)
 
 
+class _Metrics(_Endpoint):
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__()
+        self._metrics = metrics
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        return self._metrics.render()
+
+
 def build_root(
-    proxy: Proxy, signer: Signer, registry: StreamRegistry, clock: IReactorTime
+    proxy: Proxy,
+    signer: Signer,
+    registry: StreamRegistry,
+    clock: IReactorTime,
+    metrics: Metrics | None = None,
 ) -> Resource:
     """The whole public URL space of the proxy."""
     playlist = _Entry(proxy, require_playlist=True)
@@ -204,5 +220,6 @@ def build_root(
         b"mx": stream,
         b"p": _Child(proxy, signer),
         b"health": _Health(clock, registry),
+        b"metrics": _Metrics(metrics or Metrics()),
     }
     return _Root(children)

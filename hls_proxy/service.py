@@ -10,10 +10,12 @@ from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
-from twisted.web.server import Request, Site
+from twisted.web.server import Site
 
 from .config import Config
-from .guard import Guard
+from .guard import Guard, UpstreamRefused
+from .metrics import Metrics, upstream_outcome
+from .observe import ObservedSite
 from .resources import build_root
 from .serving import Proxy
 from .signing import Signer, StreamSpec
@@ -25,23 +27,16 @@ __all__ = ["ProxyService", "build", "build_site"]
 log = Logger()
 
 
-def _redacted_log_line(timestamp: str, request: Request) -> str:
-    """Access log without query strings or signed tokens: they are credentials."""
-    path = request.path.decode("latin-1", "replace").split("/")
-    shown = "/".join(path[:2]) + ("/..." if len(path) > 2 else "")
-    return '{ip} - [{time}] "{method} {path}" {code} {length}'.format(
-        ip=request.getClientAddress().host if hasattr(request.getClientAddress(), "host") else "-",
-        time=timestamp,
-        method=request.method.decode("latin-1", "replace"),
-        path=shown,
-        code=request.code,
-        length=request.sentLength or "-",
-    )
-
-
 def build_site(config: Config, reactor: Any) -> tuple[Site, StreamRegistry]:
     """The HTTP site and the stream registry it serves from."""
     guard = Guard(reactor, config.allow_private, config.upstream_timeout_s)
+    metrics = Metrics()
+
+    def count_upstream(status: int | None, error: Exception | None) -> None:
+        outcome = upstream_outcome(status, error)
+        metrics.upstream_requests.labels(outcome).inc()
+        if isinstance(error, UpstreamRefused):
+            metrics.ssrf_refusals.inc()
 
     def make_upstream(spec: StreamSpec) -> Upstream:
         return Upstream(
@@ -53,17 +48,27 @@ def build_site(config: Config, reactor: Any) -> tuple[Site, StreamRegistry]:
             max_redirects=config.max_redirects,
             user_agent=config.user_agent,
             derived=frozenset(filter(None, spec.option("derived").split(","))),
+            on_outcome=count_upstream,
         )
 
     registry = StreamRegistry(reactor, make_upstream, config.stream_idle_timeout_s)
     signer = Signer(config.secret)
     proxy = Proxy(config, reactor, registry, signer)
-    site = Site(
-        build_root(proxy, signer, registry, reactor),
-        reactor=reactor,
-        logFormatter=_redacted_log_line,
+    site = ObservedSite(build_root(proxy, signer, registry, reactor, metrics), reactor, metrics)
+    metrics.watch(
+        lambda: {
+            "cache_hits": proxy.fanout.cache.hits,
+            "cache_misses": proxy.fanout.cache.misses,
+            "cache_evictions": proxy.fanout.cache.evictions,
+            "cache_bytes": proxy.fanout.cache.used_bytes,
+            "coalesced_requests": proxy.fanout.coalesced,
+            "upstream_fetches": proxy.fanout.upstream_fetches,
+            "upstream_received_bytes": proxy.fanout.upstream_bytes,
+            "detached_viewers": proxy.fanout.detached_viewers,
+            "active_streams": len(registry),
+            "client_connections": site.open_connections,
+        }
     )
-    site.displayTracebacks = False
     return site, registry
 
 

@@ -26,6 +26,7 @@ from .cache import (
 from .config import Config
 from .errors import ProxyError, bad_gateway
 from .fanout import FanOut, Handover, NotMedia, Opened, ResponseHead
+from .observe import ObservedRequest
 from .playlist import UriKind, looks_like_playlist, playlist_info, rewrite_playlist
 from .relay import BodyTap, Collector, Relay, decode_content
 from .signing import Signer, StreamSpec, child_file_name
@@ -131,6 +132,8 @@ class Proxy:
     ) -> None:
         """Answer `request` with `url` of stream `spec`: a rewritten playlist or relayed media."""
         url = normalize_upstream_url(url)
+        if isinstance(request, ObservedRequest):
+            request.stream_id = spec.stream_id  # for the access log
         wants_playlist = require_playlist or kind is UriKind.PLAYLIST
         if wants_playlist:
             url = with_ll_hls(url, request.args or {})

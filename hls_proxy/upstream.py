@@ -9,6 +9,7 @@ every redirect hop goes through the SSRF guard and sends and stores cookies.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from http.cookiejar import CookieJar
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -124,7 +125,9 @@ class Upstream:
         max_redirects: int,
         user_agent: str,
         derived: frozenset[str] = frozenset(),
+        on_outcome: Callable[[int | None, Exception | None], None] = lambda status, error: None,
     ) -> None:
+        self._on_outcome = on_outcome
         self._reactor = reactor
         # Headers we guessed (bypass.py), not the user: dropped if the upstream refuses
         # them, and whatever worked is remembered for the rest of the stream.
@@ -185,12 +188,16 @@ class Upstream:
         timer: IDelayedCall = self._reactor.callLater(self._timeout_s, on_timeout)
         try:
             response: IResponse = await d
-            return response
         except Exception as error:
-            raise _as_proxy_error(error, timed_out) from None
+            mapped = _as_proxy_error(error, timed_out)
+            if not isinstance(mapped, CancelledError):
+                self._on_outcome(None, mapped)
+            raise mapped from None
         finally:
             if timer.active():
                 timer.cancel()
+        self._on_outcome(response.code, None)
+        return response
 
     def close(self) -> Deferred[None]:
         """Close idle pooled connections (in-flight ones finish on their own)."""

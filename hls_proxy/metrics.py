@@ -1,0 +1,109 @@
+"""Prometheus metrics: one registry per running proxy (no global state).
+
+Counters that the hot paths already keep (cache hits, fan-out fetches and bytes) are
+read at scrape time by a collector, so the per-chunk path does no extra work.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = ["Metrics", "endpoint_of", "upstream_outcome"]
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_ENDPOINTS = {
+    "playlist.m3u8": "playlist", "playlist": "playlist", "stream": "stream", "mx": "stream",
+    "p": "child", "health": "health", "metrics": "metrics", "": "page",
+}  # fmt: skip
+
+
+def endpoint_of(path: bytes) -> str:
+    """A bounded label for a request path (never the path itself: it holds tokens)."""
+    first = path.decode("latin-1", "replace").lstrip("/").split("/", 1)[0]
+    return _ENDPOINTS.get(first, "other")
+
+
+def upstream_outcome(status: int | None, error: BaseException | None) -> str:
+    if error is not None:
+        status = getattr(error, "status", None)
+        if status == 504:
+            return "timeout"
+        if status == 403:
+            return "refused"
+        return "error"
+    assert status is not None
+    return f"{status // 100}xx"
+
+
+class _StateCollector(Collector):
+    """Reads counters kept by the cache, the fan-out and the stream registry."""
+
+    def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Any]:
+        state = self._read()
+        for name, help_text in [
+            ("cache_hits", "Segment cache hits."),
+            ("cache_misses", "Segment cache misses."),
+            ("cache_evictions", "Segments evicted to stay within --cache-size."),
+            ("coalesced_requests", "Requests that joined an upstream fetch already running."),
+            ("upstream_fetches", "Segment fetches started upstream."),
+            ("upstream_received_bytes", "Segment bytes received from upstreams."),
+            ("detached_viewers", "Viewers cut off for lagging too far behind a shared fetch."),
+        ]:
+            if name in state:
+                yield CounterMetricFamily(f"hlsproxy_{name}", help_text, value=state[name])
+        for name, help_text in [
+            ("cache_bytes", "Bytes held by the segment cache."),
+            ("active_streams", "Streams with an open upstream context."),
+            ("client_connections", "Open client connections."),
+        ]:
+            if name in state:
+                yield GaugeMetricFamily(f"hlsproxy_{name}", help_text, value=state[name])
+
+
+class Metrics:
+    """The proxy's metrics and their Prometheus text rendering."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.requests = Counter(
+            "hlsproxy_requests", "Client requests answered.", ["endpoint", "status"],
+            registry=registry,
+        )  # fmt: skip
+        self.upstream_requests = Counter(
+            "hlsproxy_upstream_requests", "Upstream requests by outcome.", ["outcome"],
+            registry=registry,
+        )  # fmt: skip
+        self.ttfb = Histogram(
+            "hlsproxy_time_to_first_byte_seconds", "Request received to first body byte sent.",
+            ["endpoint"], buckets=_LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.duration = Histogram(
+            "hlsproxy_request_duration_seconds", "Request received to response finished.",
+            ["endpoint"], buckets=_LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.sent_bytes = Counter(
+            "hlsproxy_sent_bytes", "Body bytes sent to clients.", registry=registry
+        )
+        self.ssrf_refusals = Counter(
+            "hlsproxy_ssrf_refusals", "Upstreams refused as non-public addresses.",
+            registry=registry,
+        )  # fmt: skip
+        info = Gauge("hlsproxy_worker", "This worker process.", ["pid"], registry=registry)
+        info.labels(pid=str(os.getpid())).set(1)
+
+    def watch(self, read: Callable[[], dict[str, Any]]) -> None:
+        """Expose the counters `read()` returns at every scrape."""
+        self.registry.register(_StateCollector(read))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,115 @@
+"""Per-request observation: metrics and one access-log line per request.
+
+The log line names the endpoint, never the path or query: those carry upstream URLs,
+tokens and signed child URLs, which are credentials. Stream ids are safe to log.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.logger import Logger
+from twisted.web import http
+from twisted.web.server import Request, Site
+
+from .metrics import Metrics, endpoint_of
+
+__all__ = ["ObservedRequest", "ObservedSite", "player_kind"]
+
+log = Logger(namespace="hlsproxy.access")
+
+# Most specific first: ExoPlayer-based apps also say "Android", MX Player says "MXPlayer".
+_PLAYERS = [
+    ("mxplayer", re.compile(r"MXPlayer|MX ?Player", re.I)),
+    ("vlc", re.compile(r"\bVLC\b|LibVLC", re.I)),
+    ("mpv", re.compile(r"\bmpv\b", re.I)),
+    ("ffmpeg", re.compile(r"\bLavf\b|ffmpeg|ffprobe", re.I)),
+    ("exoplayer", re.compile(r"ExoPlayer|AndroidXMedia3", re.I)),
+    ("kodi", re.compile(r"\bKodi\b", re.I)),
+    ("safari", re.compile(r"Version/[\d.]+ (Mobile/\S+ )?Safari/", re.I)),
+    ("browser", re.compile(r"Mozilla/", re.I)),
+]
+
+
+def player_kind(user_agent: str) -> str:
+    """Which player asked, for logs and metrics only; never to change an answer."""
+    for kind, pattern in _PLAYERS:
+        if pattern.search(user_agent):
+            return kind
+    return "other" if user_agent else "none"
+
+
+class ObservedRequest(Request):
+    """A Request that reports its first byte and its end to the site's observer."""
+
+    stream_id = "-"
+
+    def process(self) -> None:
+        site: ObservedSite = self.channel.site  # type: ignore[attr-defined]  # set by Site.buildProtocol
+        self._observed_site = site
+        self._started_s = site.clock.seconds()
+        self._first_byte_s: float | None = None
+        self.notifyFinish().addBoth(self._ended)
+        super().process()
+
+    def write(self, data: bytes) -> None:
+        if data and getattr(self, "_first_byte_s", 0) is None:
+            self._first_byte_s = self._observed_site.clock.seconds()
+        super().write(data)
+
+    def _ended(self, result: Any) -> None:
+        site = self._observed_site
+        now = site.clock.seconds()
+        endpoint = endpoint_of(self.path)
+        status = str(self.code) if result is None else "aborted"
+        metrics = site.metrics
+        metrics.requests.labels(endpoint, status).inc()
+        metrics.duration.labels(endpoint).observe(now - self._started_s)
+        if self._first_byte_s is not None:
+            metrics.ttfb.labels(endpoint).observe(self._first_byte_s - self._started_s)
+        metrics.sent_bytes.inc(self.sentLength)
+        user_agent = self.getHeader(b"user-agent") or ""
+        log.info(
+            "{method} {endpoint} {status} {bytes}B {duration_ms:.1f}ms stream={stream_id} "
+            "player={player}",
+            method=self.method.decode("latin-1", "replace"),
+            endpoint=endpoint,
+            status=status,
+            bytes=self.sentLength,
+            duration_ms=(now - self._started_s) * 1000,
+            stream_id=self.stream_id,
+            player=player_kind(
+                user_agent if isinstance(user_agent, str) else user_agent.decode("latin-1")
+            ),
+        )
+
+
+class ObservedSite(Site):
+    """A Site with metrics, open-connection counting, and our own access log."""
+
+    requestFactory = ObservedRequest
+
+    def __init__(self, resource: Any, clock: IReactorTime, metrics: Metrics) -> None:
+        super().__init__(resource, reactor=clock)
+        self.clock = clock
+        self.metrics = metrics
+        self.open_connections = 0
+        self.displayTracebacks = False
+
+    def buildProtocol(self, addr: IAddress | None) -> Any:
+        protocol = super().buildProtocol(addr)
+        if protocol is not None:
+            self.open_connections += 1
+            lost = protocol.connectionLost
+
+            def counted_lost(reason: Any) -> None:
+                self.open_connections -= 1
+                lost(reason)
+
+            protocol.connectionLost = counted_lost
+        return protocol
+
+    def log(self, request: http.Request) -> None:
+        """Replaced by ObservedRequest's line, which carries no URL."""

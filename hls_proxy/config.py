@@ -44,3 +44,5 @@ class Config:
     workers: int = 1
     # Domain-locked and token streams (bypass.py): "auto" derives Referer/Origin.
     bypass: str = "auto"
+    # Production (observe.py, metrics.py): turn off upstream certificate checks (loudly).
+    insecure_upstream: bool = False

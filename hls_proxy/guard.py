@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
@@ -24,13 +25,14 @@ from twisted.internet.interfaces import (
     IResolutionReceiver,
     IStreamClientEndpoint,
 )
+from twisted.internet.ssl import CertificateOptions
 from twisted.web.client import URI, BrowserLikePolicyForHTTPS
 from twisted.web.iweb import IAgentEndpointFactory, IPolicyForHTTPS
 from zope.interface import implementer
 
 from .errors import ProxyError, bad_gateway
 
-__all__ = ["Guard", "UpstreamRefused", "address_is_public"]
+__all__ = ["Guard", "UnverifiedTLS", "UpstreamRefused", "address_is_public"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
@@ -125,6 +127,14 @@ class _CheckedEndpoint:
             return protocol
         assert last_error is not None
         raise last_error
+
+
+@implementer(IPolicyForHTTPS)
+class UnverifiedTLS:
+    """`--insecure-upstream`: TLS to upstreams without checking their certificates."""
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
+        return CertificateOptions(verify=False)
 
 
 @implementer(IAgentEndpointFactory)

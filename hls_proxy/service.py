@@ -13,7 +13,7 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from .config import Config
-from .guard import Guard, UpstreamRefused
+from .guard import Guard, UnverifiedTLS, UpstreamRefused
 from .metrics import Metrics, upstream_outcome
 from .observe import ObservedSite
 from .resources import build_root
@@ -29,7 +29,8 @@ log = Logger()
 
 def build_site(config: Config, reactor: Any) -> tuple[Site, StreamRegistry]:
     """The HTTP site and the stream registry it serves from."""
-    guard = Guard(reactor, config.allow_private, config.upstream_timeout_s)
+    tls_policy = UnverifiedTLS() if config.insecure_upstream else None
+    guard = Guard(reactor, config.allow_private, config.upstream_timeout_s, tls_policy)
     metrics = Metrics()
 
     def count_upstream(status: int | None, error: Exception | None) -> None:
@@ -89,6 +90,11 @@ class ProxyService(MultiService):
             log.warn(
                 "no --secret given: using a random one; proxied URLs will not survive a "
                 "restart or work on another instance"
+            )
+        if self._config.insecure_upstream:
+            log.critical(
+                "--insecure-upstream: upstream TLS certificates are NOT verified; anyone on "
+                "the path to an upstream can impersonate it"
             )
         site, self.registry = build_site(self._config, self._reactor)
         if self._listen is not None:

@@ -84,6 +84,7 @@ class Options(usage.Options):
         "can also be set as an environment variable HLSPROXY_<OPTION> (dashes as underscores)."
     )
     optFlags = [
+        ["insecure-upstream", None, "Do not verify upstream TLS certificates (logged loudly)."],
         ["allow-private", None, "Allow upstreams on loopback/private/link-local addresses."],
     ]
     optParameters = [
@@ -156,6 +157,7 @@ class Options(usage.Options):
             prefetch=self["prefetch"],
             workers=self["workers"],
             bypass=self["bypass"],
+            insecure_upstream=bool(self["insecure-upstream"]),
         )
 
 

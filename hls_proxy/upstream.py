@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from http.cookiejar import CookieJar
 
+from OpenSSL import SSL
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectError, DNSLookupError
 from twisted.internet.error import TimeoutError as ConnectTimeout
@@ -23,6 +24,8 @@ from twisted.web.client import (
     CookieAgent,
     HTTPConnectionPool,
     ResponseFailed,
+    ResponseNeverReceived,
+    _HTTP11ClientFactory,
 )
 from twisted.web.error import InfiniteRedirection, RedirectWithNoLocation
 from twisted.web.http_headers import Headers
@@ -76,11 +79,13 @@ class _FixedCookieAgent:
 
 def _as_proxy_error(error: Exception, timed_out: bool) -> Exception:
     """Map what the Agent raised to the answer the client gets."""
-    if isinstance(error, ResponseFailed):
+    if isinstance(error, (ResponseFailed, ResponseNeverReceived)):
         # Redirect failures arrive wrapped; the first reason says what happened.
         for reason in error.reasons:
             if reason.check(InfiniteRedirection, RedirectWithNoLocation, ProxyError):
                 return _as_proxy_error(reason.value, timed_out)
+            if reason.check(SSL.Error):
+                return bad_gateway("upstream TLS failed (certificate not trusted?)")
     if isinstance(error, ProxyError):
         return error
     if timed_out or isinstance(error, ConnectTimeout):
@@ -98,6 +103,15 @@ def _as_proxy_error(error: Exception, timed_out: bool) -> Exception:
     if isinstance(error, ResponseFailed):
         return bad_gateway("upstream closed the connection")
     return bad_gateway(f"upstream failed: {error.__class__.__name__}")
+
+
+class _QuietClientFactory(_HTTP11ClientFactory):
+    # Every pooled connection would log "Starting/Stopping factory" at info level.
+    noisy = False
+
+
+class _QuietPool(HTTPConnectionPool):
+    _factory = _QuietClientFactory
 
 
 class _Discard(Protocol):
@@ -134,7 +148,7 @@ class Upstream:
         self._derived = derived
         self._send_derived = True
         self._timeout_s = timeout_s
-        self.pool = HTTPConnectionPool(reactor)
+        self.pool = _QuietPool(reactor)
         self.pool.maxPersistentPerHost = pool_size
         self.pool.retryAutomatically = False  # a retried GET could double-count a live edge
         self.cookies = CookieJar()

@@ -6,6 +6,7 @@ sudo_=""
 [ "$(id -u)" -eq 0 ] || sudo_="sudo"
 need=()
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
+command -v nginx >/dev/null || need+=(nginx)
 if [ ${#need[@]} -gt 0 ]; then
   $sudo_ apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${need[@]}" >/dev/null

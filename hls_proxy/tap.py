@@ -68,6 +68,12 @@ def _byte_size(value: str) -> int:
     return number
 
 
+def _log_format(value: str) -> str:
+    if value not in ("text", "json"):
+        raise ValueError("must be text or json")
+    return value
+
+
 def _bypass_mode(value: str) -> str:
     if value not in ("auto", "off"):
         raise ValueError("must be auto or off")
@@ -107,6 +113,8 @@ class Options(usage.Options):
          "into the cache (0: off).", _non_negative_int],
         ["workers", None, 1, "Worker processes sharing the port: a number or 'auto' (one per "
          "CPU).", _workers],
+        ["log-format", None, "text", "text, or json: one JSON object per line on stdout.",
+         _log_format],
         ["bypass", None, "auto", "auto: without h_referer/h_origin send the entry URL's origin as "
          "Referer/Origin (per stream: bypass=0/1); off: send only what is given.", _bypass_mode],
     ]  # fmt: skip
@@ -131,6 +139,10 @@ class Options(usage.Options):
             key = _ENV_PREFIX + name.upper().replace("-", "_")
             if not self[name] and self._environ.get(key, "").lower() in ("1", "true", "yes", "on"):
                 self[name] = 1
+        parent = getattr(self, "parent", None)
+        if self["log-format"] == "json" and parent is not None and parent.get("logger") is None:
+            # twistd resolves this name and starts logging with it after makeService.
+            parent["logger"] = "hls_proxy.logs.json_observer"
         if self["port"] is None:
             self["port"] = self._environ.get("PORT", "8080")
         try:

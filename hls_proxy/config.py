@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["DEFAULT_USER_AGENT", "Config", "port_description"]
+__all__ = ["DEFAULT_HLSJS_URL", "DEFAULT_USER_AGENT", "Config", "port_description"]
 
 DEFAULT_USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
     "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 )
+
+
+DEFAULT_HLSJS_URL = "https://cdn.jsdelivr.net/npm/hls.js@1.5.20/dist/hls.min.js"
 
 
 def port_description(port: str) -> str:
@@ -46,3 +49,5 @@ class Config:
     bypass: str = "auto"
     # Production (observe.py, metrics.py): turn off upstream certificate checks (loudly).
     insecure_upstream: bool = False
+    # The web page (webpage.py): where the page loads hls.js from.
+    hlsjs_url: str = DEFAULT_HLSJS_URL

@@ -23,6 +23,7 @@ from .serving import Proxy
 from .signing import BadSignature, Signer
 from .streams import StreamRegistry
 from .urls import parse_entry_query
+from .webpage import Assets, Page
 
 __all__ = ["build_root"]
 
@@ -166,15 +167,6 @@ class _Health(_Endpoint):
         return json.dumps(status).encode("ascii")
 
 
-class _Index(_Endpoint):
-    def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        return (
-            b"hlsproxy: GET /playlist.m3u8?url=<percent-encoded m3u8 URL>"
-            b"[&h_referer=...&h_user-agent=...]\n"
-        )
-
-
 class _NotFound(_Endpoint):
     def render_GET(self, request: Request) -> int:
         render_error(request, 404, "not found")
@@ -213,7 +205,8 @@ def build_root(
     playlist = _Entry(proxy, require_playlist=True)
     stream = _Entry(proxy, require_playlist=False)
     children: dict[bytes, IResource] = {
-        b"": _Index(),
+        b"": Page(proxy.hlsjs_url),
+        b"assets": Assets(),
         b"playlist.m3u8": playlist,
         b"playlist": playlist,
         b"stream": stream,

@@ -110,6 +110,7 @@ class Proxy:
     ) -> None:
         self._config = config
         self.bypass_by_default = config.bypass == "auto"
+        self.hlsjs_url = config.hlsjs_url
         self._clock = clock
         self._registry = registry
         self._signer = signer

@@ -10,7 +10,7 @@ from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
-from .config import Config, port_description
+from .config import DEFAULT_HLSJS_URL, Config, port_description
 from .service import build
 
 __all__ = ["Options", "makeService"]
@@ -113,6 +113,8 @@ class Options(usage.Options):
          "into the cache (0: off).", _non_negative_int],
         ["workers", None, 1, "Worker processes sharing the port: a number or 'auto' (one per "
          "CPU).", _workers],
+        ["hlsjs-url", None, DEFAULT_HLSJS_URL,
+         "Where the web page loads hls.js from (serve it yourself to work offline)."],
         ["log-format", None, "text", "text, or json: one JSON object per line on stdout.",
          _log_format],
         ["bypass", None, "auto", "auto: without h_referer/h_origin send the entry URL's origin as "
@@ -169,6 +171,7 @@ class Options(usage.Options):
             prefetch=self["prefetch"],
             workers=self["workers"],
             bypass=self["bypass"],
+            hlsjs_url=self["hlsjs-url"],
             insecure_upstream=bool(self["insecure-upstream"]),
         )
 

@@ -14,15 +14,20 @@ from pathlib import Path
 
 from tests.tools import require_tool
 
-__all__ = ["aes_vod", "fmp4_vod", "ts_vod"]
+__all__ = ["aes_vod", "fmp4_alternate_audio", "fmp4_vod", "ts_segments", "ts_single_file", "ts_vod"]
 
 _made: dict[str, Path] = {}
 _root: Path | None = None
 
-_SOURCES = [
-    "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=4",
-    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=4",
-]  # fmt: skip
+
+def _sources(seconds: int) -> list[str]:
+    return [
+        "-f", "lavfi", "-i", f"testsrc2=size=320x180:rate=25:duration={seconds}",
+        "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}",
+    ]  # fmt: skip
+
+
+_SOURCES = _sources(4)
 _ENCODE = [
     "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-keyint_min", "25",
     "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-b:v", "300k",
@@ -99,3 +104,43 @@ def aes_vod() -> Path:
         )  # fmt: skip
         _made["aes"] = root
     return _made["aes"]
+
+
+def fmp4_alternate_audio() -> Path:
+    """fMP4 video with its audio as an EXT-X-MEDIA rendition, behind `master.m3u8`."""
+    if "alt" not in _made:
+        root = _directory("alt")
+        _ffmpeg(
+            *_SOURCES, "-map", "0:v", "-map", "1:a", *_ENCODE, "-hls_segment_type", "fmp4",
+            "-var_stream_map", "v:0,agroup:aud a:0,agroup:aud,language:en,name:English",
+            "-master_pl_name", "master.m3u8", "-hls_segment_filename", "s%v_%03d.m4s",
+            "-hls_fmp4_init_filename", "init.mp4", "p%v.m3u8", cwd=root,
+        )  # fmt: skip
+        _made["alt"] = root
+    return _made["alt"]
+
+
+def ts_single_file() -> Path:
+    """One .ts file addressed by EXT-X-BYTERANGE (`-hls_flags single_file`)."""
+    if "single" not in _made:
+        root = _directory("single")
+        _ffmpeg(*_SOURCES, *_ENCODE, "-hls_flags", "single_file", "index.m3u8", cwd=root)
+        _made["single"] = root
+    return _made["single"]
+
+
+def ts_segments(seconds: int = 12) -> Path:
+    """`seconds` one-second TS segments seg000.ts... (for a live window served by a test)."""
+    key = f"long{seconds}"
+    if key not in _made:
+        root = _directory(key)
+        _ffmpeg(
+            *_sources(seconds),
+            *_ENCODE,
+            "-hls_segment_filename",
+            "seg%03d.ts",
+            "index.m3u8",
+            cwd=root,
+        )
+        _made[key] = root
+    return _made[key]

@@ -1,0 +1,76 @@
+"""Headless Chromium plays proxied streams from the project's own page with hls.js."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from twisted.internet.defer import Deferred
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial.unittest import TestCase
+from twisted.web.static import File
+
+from tests.integration import hls_media
+from tests.integration.harness import reactor, start_origin, start_proxy
+from tests.tools import require_tool
+
+HERE = Path(__file__).resolve().parent
+ARTIFACTS = HERE.parent.parent / "test-artifacts"
+
+
+def require_driver() -> None:
+    require_tool("chromium")
+    require_tool("node")
+    if not (HERE / "node_modules" / "playwright-core").is_dir():
+        require_tool("tests/e2e/node_modules/playwright-core (run scripts/setup-test-env.sh)")
+
+
+async def play_in_page(page_url: str, stream_url: str, screenshot: Path) -> dict[str, object]:
+    node = require_tool("node")
+    d = getProcessOutputAndValue(
+        node, [str(HERE / "play.js"), page_url, stream_url, str(screenshot)],
+        path=str(HERE), reactor=reactor,
+    )  # fmt: skip
+    timer = reactor.callLater(90, d.cancel)
+    out, err, code = await d
+    if timer.active():
+        timer.cancel()
+    if code != 0:
+        raise AssertionError(f"play.js exited {code}: {err.decode(errors='replace')[-3000:]}")
+    return json.loads(out.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+class BrowserPlaybackTests(TestCase):
+    timeout = 180
+
+    async def _plays(self, make: Callable[[], Path], playlist: str, name: str) -> None:
+        require_driver()
+        media = make()
+        origin, recording = start_origin(self, File(str(media)))
+        hlsjs, _ = start_origin(self, File(str(HERE / "node_modules" / "hls.js" / "dist")))
+        proxy = start_proxy(self, hlsjs_url=f"{hlsjs}/hls.min.js")
+        ARTIFACTS.mkdir(exist_ok=True)
+        state = await play_in_page(f"{proxy}/", f"{origin}/{playlist}", ARTIFACTS / f"{name}.png")
+        self.assertIsNone(state["fatal"], state)
+        self.assertGreater(float(state["currentTime"]), 3.0, state)  # type: ignore[arg-type]
+        self.assertEqual(state["pageErrors"], [])
+        self.assertTrue(str(state["proxied"]).startswith(f"{proxy}/playlist.m3u8?url="), state)
+        # Every request reached the origin through the proxy (with the identity the proxy
+        # derives), none straight from the browser (whose Referer would be the page).
+        self.assertGreater(len(recording.seen), 4)
+        for seen in recording.seen:
+            self.assertEqual(seen.headers.get("referer"), origin + "/", seen.path)
+
+    def test_ts_stream(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._plays(hls_media.ts_vod, "master.m3u8", "browser-ts"))
+
+    def test_fmp4_with_alternate_audio(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(
+            self._plays(hls_media.fmp4_alternate_audio, "master.m3u8", "browser-fmp4-audio")
+        )
+
+    def test_aes_128_stream(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(
+            self._plays(hls_media.aes_vod, "enc/index.m3u8", "browser-aes")
+        )

@@ -46,7 +46,7 @@ _GENERIC_TYPES = frozenset(
 )
 _TYPE_BY_EXTENSION = {
     "ts": "video/mp2t", "m2ts": "video/mp2t", "mts": "video/mp2t",
-    "m4s": "video/iso.segment", "mp4": "video/mp4", "m4v": "video/mp4", "cmfv": "video/mp4",
+    "m4s": "video/mp4", "mp4": "video/mp4", "m4v": "video/mp4", "cmfv": "video/mp4",
     "m4a": "audio/mp4", "cmfa": "audio/mp4", "mov": "video/quicktime",
     "aac": "audio/aac", "ac3": "audio/ac3", "ec3": "audio/eac3", "eac3": "audio/eac3",
     "mp3": "audio/mpeg", "flac": "audio/flac", "ogg": "audio/ogg", "opus": "audio/ogg",
@@ -77,12 +77,17 @@ def _as_bytes(value: str | bytes) -> bytes:
 
 
 def content_type_for(upstream_type: str, file_name: str) -> str:
-    """The upstream's type unless it is generic, then the one the extension says."""
+    """The type a player should see: the upstream's, unless it is generic or plainly
+    wrong for the file (an mp4 init or fMP4 part sent as video/mp2t, which makes
+    ExoPlayer and MX Player pick the wrong extractor); then the extension's."""
     essence = upstream_type.split(";", 1)[0].strip().lower()
-    if essence not in _GENERIC_TYPES:
-        return upstream_type
     extension = file_name.rsplit(".", 1)[-1].lower()
-    return _TYPE_BY_EXTENSION.get(extension, upstream_type or "application/octet-stream")
+    by_extension = _TYPE_BY_EXTENSION.get(extension)
+    if essence in _GENERIC_TYPES:
+        return by_extension or upstream_type or "application/octet-stream"
+    if essence == "video/mp2t" and by_extension and by_extension != "video/mp2t":
+        return by_extension if extension != "m3u8" else upstream_type
+    return upstream_type
 
 
 def _header(response: IResponse, name: bytes) -> str:

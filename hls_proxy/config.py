@@ -51,3 +51,15 @@ class Config:
     insecure_upstream: bool = False
     # The web page (webpage.py): where the page loads hls.js from.
     hlsjs_url: str = DEFAULT_HLSJS_URL
+    # Hardening (access.py, limits.py, guard.py host rules, signing.py expiry/rotation).
+    api_key: str = ""
+    old_secrets: tuple[bytes, ...] = ()
+    url_ttl_s: float | None = None
+    allow_hosts: tuple[str, ...] = ()
+    deny_hosts: tuple[str, ...] = ()
+    connect_timeout_s: float = 10.0
+    body_idle_timeout_s: float = 20.0
+    max_clients: int = 10_000
+    client_header_timeout_s: float = 15.0
+    client_idle_timeout_s: float = 60.0
+    shutdown_timeout_s: float = 30.0

@@ -9,6 +9,7 @@ original host name.
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 from collections.abc import Sequence
 from typing import Any
@@ -111,6 +112,7 @@ class _CheckedEndpoint:
     async def _connect(self, protocol_factory: IProtocolFactory) -> IProtocol:
         guard, uri = self._guard, self._uri
         host = uri.host.decode("idna" if not uri.host.isascii() else "ascii").strip("[]")
+        guard.check_host(host)
         addresses = await guard.resolve(host, uri.port)
         if not addresses:
             raise bad_gateway(f"cannot resolve upstream host {host}")
@@ -147,8 +149,12 @@ class Guard:
         allow_private: bool,
         connect_timeout_s: float,
         tls_policy: IPolicyForHTTPS | None = None,
+        allow_hosts: Sequence[str] = (),
+        deny_hosts: Sequence[str] = (),
     ) -> None:
         self._reactor = reactor
+        self._allow_hosts = tuple(pattern.lower() for pattern in allow_hosts)
+        self._deny_hosts = tuple(pattern.lower() for pattern in deny_hosts)
         self._allow_private = allow_private
         self._connect_timeout_s = connect_timeout_s
         self._tls_policy = tls_policy or BrowserLikePolicyForHTTPS()
@@ -165,6 +171,16 @@ class Guard:
         self._reactor.nameResolver.resolveHostName(receiver, host, port)  # type: ignore[attr-defined]  # IReactorPluggableNameResolver
         found = await receiver.done
         return list(dict.fromkeys(found))  # getaddrinfo repeats an address per socket type
+
+    def check_host(self, host: str) -> None:
+        """Apply --deny-host / --allow-host (shell wildcards) to the name as given."""
+        name = host.lower().rstrip(".")
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in self._deny_hosts):
+            raise UpstreamRefused(f"upstream host {host} is denied")
+        if self._allow_hosts and not any(
+            fnmatch.fnmatchcase(name, pattern) for pattern in self._allow_hosts
+        ):
+            raise UpstreamRefused(f"upstream host {host} is not allowed")
 
     def check(self, host: str, addresses: Sequence[str]) -> None:
         """Raise UpstreamRefused if any address is not public (unless allowed)."""

@@ -30,7 +30,14 @@ log = Logger()
 def build_site(config: Config, reactor: Any) -> tuple[Site, StreamRegistry]:
     """The HTTP site and the stream registry it serves from."""
     tls_policy = UnverifiedTLS() if config.insecure_upstream else None
-    guard = Guard(reactor, config.allow_private, config.upstream_timeout_s, tls_policy)
+    guard = Guard(
+        reactor,
+        config.allow_private,
+        config.connect_timeout_s,
+        tls_policy,
+        allow_hosts=config.allow_hosts,
+        deny_hosts=config.deny_hosts,
+    )
     metrics = Metrics()
 
     def count_upstream(status: int | None, error: Exception | None) -> None:
@@ -53,7 +60,7 @@ def build_site(config: Config, reactor: Any) -> tuple[Site, StreamRegistry]:
         )
 
     registry = StreamRegistry(reactor, make_upstream, config.stream_idle_timeout_s)
-    signer = Signer(config.secret)
+    signer = Signer(config.secret, config.old_secrets, config.url_ttl_s, reactor)
     proxy = Proxy(config, reactor, registry, signer)
     site = ObservedSite(build_root(proxy, signer, registry, reactor, metrics), reactor, metrics)
     metrics.watch(

@@ -122,7 +122,7 @@ class Proxy:
         segments: ByteLru[Any, Any] = ByteLru(
             clock, config.cache_size_bytes, config.cache_object_max_bytes
         )
-        self.fanout = FanOut(clock, segments, silence_timeout_s=config.upstream_timeout_s)
+        self.fanout = FanOut(clock, segments, silence_timeout_s=config.body_idle_timeout_s)
         self.playlists: ByteLru[Any, PlaylistEntry] = ByteLru(
             clock, config.playlist_cache_bytes, config.max_playlist_bytes
         )
@@ -312,7 +312,7 @@ class Proxy:
     ) -> tuple[bytes, bytes, str]:
         """Collect, decode and rewrite a playlist body: (rewritten, original, final URL)."""
         max_bytes = self._config.max_playlist_bytes
-        collector = Collector(self._clock, max_bytes, self._config.upstream_timeout_s)
+        collector = Collector(self._clock, max_bytes, self._config.body_idle_timeout_s)
         tap.hand_over(collector)
         body = await collector.done
         body = decode_content(body, _header(response, b"content-encoding"), max_bytes)
@@ -363,7 +363,7 @@ class Proxy:
         file_name = child_file_name(url, kind)
         content_type = content_type_for(_header(response, b"content-type"), file_name)
         request.setHeader(b"content-type", content_type.encode("latin-1"))
-        relay = Relay(request, self._clock, self._config.upstream_timeout_s)
+        relay = Relay(request, self._clock, self._config.body_idle_timeout_s)
         done: Deferred[None] = relay.done
         tap.hand_over(relay)
         await done

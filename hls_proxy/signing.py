@@ -17,17 +17,20 @@ import base64
 import binascii
 import hmac
 import json
+import math
 import re
 import zlib
 from collections.abc import Sequence
 
 import attrs
+from twisted.internet.interfaces import IReactorTime
 
 from .playlist import UriKind
 
 __all__ = ["BadSignature", "ChildTarget", "Signer", "StreamSpec", "child_file_name"]
 
 _SIGNATURE_BYTES = 16
+_EXPIRY_STEP_S = 300
 _KIND_BY_CHAR = {kind.value: kind for kind in UriKind}
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _SAFE_NAME_FULL = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,79}")
@@ -99,33 +102,14 @@ def child_file_name(url: str, kind: UriKind) -> str:
     return name
 
 
-class Signer:
-    """Mints and verifies child URLs with HMAC-SHA256 under one secret."""
+class _Key:
+    """One HMAC key, with the per-stream-part MAC state cached."""
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
         self._stream_macs: dict[str, hmac.HMAC] = {}
 
-    def stream_part(self, stream: StreamSpec) -> str:
-        """The encoded stream (compressed: headers repeat on every line of a playlist)."""
-        fields: list[object] = [1, stream.stream_id, [list(pair) for pair in stream.headers]]
-        if stream.options:  # absent when empty, so URLs minted before options still verify
-            fields.append([list(pair) for pair in stream.options])
-        document = json.dumps(
-            fields,
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
-        return _b64encode(zlib.compress(document.encode("utf-8"), 9))
-
-    def child_path(self, stream_part: str, url: str, kind: UriKind) -> str:
-        """The path-absolute proxy URL for one upstream URL of a stream."""
-        target = kind.value + _b64encode(url.encode("utf-8"))
-        name = child_file_name(url, kind)
-        signature = self._sign(stream_part, target, name)
-        return f"/p/{stream_part}/{target}.{signature}/{name}"
-
-    def _sign(self, stream_part: str, target: str, name: str) -> str:
+    def sign(self, stream_part: str, target: str, name: str) -> str:
         # HMAC over "stream_part/target/name"; the stream part is the same for every URI
         # of a playlist, so its state is computed once and copied.
         prefix = self._stream_macs.get(stream_part)
@@ -138,14 +122,66 @@ class Signer:
         mac.update(f"{target}/{name}".encode("ascii", "replace"))
         return _b64encode(mac.digest()[:_SIGNATURE_BYTES])
 
+
+class Signer:
+    """Mints child URLs with the current secret; verifies them with it or an old one.
+
+    With `ttl_s`, URLs carry an expiry rounded up to `_EXPIRY_STEP_S`, so they stay the
+    same (and cacheable) for minutes at a time and are valid for ttl to ttl + step.
+    """
+
+    def __init__(
+        self,
+        secret: bytes,
+        old_secrets: Sequence[bytes] = (),
+        ttl_s: float | None = None,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        self._key = _Key(secret)
+        self._old_keys = tuple(_Key(old) for old in old_secrets if old != secret)
+        self._ttl_s = ttl_s
+        self._clock = clock
+
+    def _expires(self) -> int | None:
+        if self._ttl_s is None or self._clock is None:
+            return None
+        deadline = self._clock.seconds() + self._ttl_s
+        return int(math.ceil(deadline / _EXPIRY_STEP_S) * _EXPIRY_STEP_S)
+
+    def stream_part(self, stream: StreamSpec) -> str:
+        """The encoded stream (compressed: headers repeat on every line of a playlist)."""
+        fields: list[object] = [1, stream.stream_id, [list(pair) for pair in stream.headers]]
+        expires = self._expires()
+        # Both absent when unused, so URLs minted before they existed still verify.
+        if stream.options or expires is not None:
+            fields.append([list(pair) for pair in stream.options])
+        if expires is not None:
+            fields.append(expires)
+        document = json.dumps(
+            fields,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        return _b64encode(zlib.compress(document.encode("utf-8"), 9))
+
+    def child_path(self, stream_part: str, url: str, kind: UriKind) -> str:
+        """The path-absolute proxy URL for one upstream URL of a stream."""
+        target = kind.value + _b64encode(url.encode("utf-8"))
+        name = child_file_name(url, kind)
+        signature = self._key.sign(stream_part, target, name)
+        return f"/p/{stream_part}/{target}.{signature}/{name}"
+
     def verify(self, segments: Sequence[str]) -> ChildTarget:
         """Decode the path segments after `/p/`; raise BadSignature unless intact."""
         if len(segments) != 3:
             raise BadSignature("malformed proxy URL")
         stream_part, signed_target, name = segments
         target, _, signature = signed_target.rpartition(".")
-        expected = self._sign(stream_part, target, name)
-        if not hmac.compare_digest(expected.encode("ascii"), signature.encode("ascii", "replace")):
+        given = signature.encode("ascii", "replace")
+        if not any(
+            hmac.compare_digest(key.sign(stream_part, target, name).encode("ascii"), given)
+            for key in (self._key, *self._old_keys)
+        ):
             raise BadSignature("bad signature")
         try:
             kind = _KIND_BY_CHAR[target[:1]]
@@ -154,11 +190,14 @@ class Signer:
                 zlib.decompress(_b64decode(stream_part))
             )
             options = rest[0] if rest else []
+            expires = rest[1] if len(rest) > 1 else None
         except (KeyError, ValueError, TypeError, binascii.Error, zlib.error) as error:
             # Only reachable with our own secret, i.e. a bug or an old format.
             raise BadSignature(f"undecodable proxy URL: {error}") from None
         if version != 1:
             raise BadSignature("unsupported proxy URL version")
+        if expires is not None and self._clock is not None and self._clock.seconds() > expires:
+            raise BadSignature("proxy URL expired")
         spec = StreamSpec(
             str(stream_id),
             tuple((str(k), str(v)) for k, v in headers),

@@ -119,11 +119,40 @@ class Options(usage.Options):
          _log_format],
         ["bypass", None, "auto", "auto: without h_referer/h_origin send the entry URL's origin as "
          "Referer/Origin (per stream: bypass=0/1); off: send only what is given.", _bypass_mode],
+        ["api-key", None, None, "Require api_key=K or X-API-Key: K on entry points (/, /playlist, "
+         "/stream, /mx). Signed child URLs never carry it."],
+        ["url-ttl", None, None, "Seconds proxied child URLs stay valid (default: forever).",
+         _positive_float],
+        ["connect-timeout", None, 10.0, "Seconds to connect to an upstream.", _positive_float],
+        ["idle-timeout", None, 20.0, "Seconds an upstream body may stay silent.", _positive_float],
+        ["max-clients", None, 10_000, "Client connections at once; beyond: 503 + Retry-After.",
+         _positive_int],
+        ["client-header-timeout", None, 15.0, "Seconds a new client has to send its request "
+         "headers (slowloris).", _positive_float],
+        ["client-idle-timeout", None, 60.0, "Seconds an idle client connection is kept.",
+         _positive_float],
+        ["shutdown-timeout", None, 30.0, "On SIGTERM, seconds in-flight responses get to finish.",
+         _positive_float],
     ]  # fmt: skip
 
     def __init__(self, environ: dict[str, str] | None = None) -> None:
         super().__init__()
         self._environ = os.environ if environ is None else environ
+        self["old-secret"] = []
+        self["allow-host"] = []
+        self["deny-host"] = []
+
+    def opt_old_secret(self, value: str) -> None:
+        """A previous --secret whose URLs are still accepted (repeatable; for key rotation)."""
+        self["old-secret"].append(value)
+
+    def opt_allow_host(self, value: str) -> None:
+        """Only these upstream hosts (repeatable; wildcards: *.cdn.example)."""
+        self["allow-host"].append(value)
+
+    def opt_deny_host(self, value: str) -> None:
+        """Never these upstream hosts (repeatable; wildcards: *.internal.example)."""
+        self["deny-host"].append(value)
 
     def postOptions(self) -> None:
         # Flags and parameters given on the command line win over the environment.
@@ -141,6 +170,12 @@ class Options(usage.Options):
             key = _ENV_PREFIX + name.upper().replace("-", "_")
             if not self[name] and self._environ.get(key, "").lower() in ("1", "true", "yes", "on"):
                 self[name] = 1
+        for name in ("old-secret", "allow-host", "deny-host"):  # comma-separated in the environment
+            key = _ENV_PREFIX + name.upper().replace("-", "_")
+            if not self[name] and self._environ.get(key):
+                self[name] = [
+                    item.strip() for item in self._environ[key].split(",") if item.strip()
+                ]
         parent = getattr(self, "parent", None)
         if self["log-format"] == "json" and parent is not None and parent.get("logger") is None:
             # twistd resolves this name and starts logging with it after makeService.
@@ -172,6 +207,17 @@ class Options(usage.Options):
             workers=self["workers"],
             bypass=self["bypass"],
             hlsjs_url=self["hlsjs-url"],
+            api_key=self["api-key"] or "",
+            old_secrets=tuple(old.encode("utf-8") for old in self["old-secret"]),
+            url_ttl_s=self["url-ttl"],
+            allow_hosts=tuple(self["allow-host"]),
+            deny_hosts=tuple(self["deny-host"]),
+            connect_timeout_s=self["connect-timeout"],
+            body_idle_timeout_s=self["idle-timeout"],
+            max_clients=self["max-clients"],
+            client_header_timeout_s=self["client-header-timeout"],
+            client_idle_timeout_s=self["client-idle-timeout"],
+            shutdown_timeout_s=self["shutdown-timeout"],
             insecure_upstream=bool(self["insecure-upstream"]),
         )
 

@@ -28,7 +28,11 @@ class Harness:
         # No segment cache: a body that may be cached is read at full speed (fanout.py);
         # these tests are about the streamed regime, where one viewer paces the upstream.
         config = Config(
-            secret=SECRET, allow_private=True, upstream_timeout_s=10, cache_size_bytes=0
+            secret=SECRET,
+            allow_private=True,
+            upstream_timeout_s=10,
+            body_idle_timeout_s=10,
+            cache_size_bytes=0,
         )
         self.site, self.registry = build_site(config, self.reactor)
         self.client = StringTransport()

@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from twisted.web import http
 from twisted.web.server import Request, Site
 
+from .limits import Busy, HeaderDeadline
 from .metrics import Metrics, endpoint_of
 
 __all__ = ["ObservedRequest", "ObservedSite", "player_kind"]
@@ -51,6 +52,10 @@ class ObservedRequest(Request):
         self._observed_site = site
         self._started_s = site.clock.seconds()
         self._first_byte_s: float | None = None
+        deadline = getattr(self.channel, "header_deadline", None)
+        if deadline is not None:
+            deadline.met()
+        site.requests_in_flight += 1
         self.notifyFinish().addBoth(self._ended)
         super().process()
 
@@ -61,6 +66,7 @@ class ObservedRequest(Request):
 
     def _ended(self, result: Any) -> None:
         site = self._observed_site
+        site.requests_in_flight -= 1
         now = site.clock.seconds()
         endpoint = endpoint_of(self.path)
         status = str(self.code) if result is None else "aborted"
@@ -91,21 +97,42 @@ class ObservedSite(Site):
 
     requestFactory = ObservedRequest
 
-    def __init__(self, resource: Any, clock: IReactorTime, metrics: Metrics) -> None:
-        super().__init__(resource, reactor=clock)
+    def __init__(
+        self,
+        resource: Any,
+        clock: IReactorTime,
+        metrics: Metrics,
+        *,
+        max_clients: int = 10_000,
+        header_timeout_s: float = 15.0,
+        idle_timeout_s: float = 60.0,
+    ) -> None:
+        super().__init__(resource, reactor=clock, timeout=idle_timeout_s)
         self.clock = clock
         self.metrics = metrics
+        self.max_clients = max_clients
+        self.header_timeout_s = header_timeout_s
         self.open_connections = 0
+        self.requests_in_flight = 0
+        self.draining = False  # set on SIGTERM; /health answers 503
         self.displayTracebacks = False
 
     def buildProtocol(self, addr: IAddress | None) -> Any:
+        if self.open_connections >= self.max_clients:
+            return Busy()
         protocol = super().buildProtocol(addr)
         if protocol is not None:
             self.open_connections += 1
+            # Site wraps the HTTPChannel (_GenericHTTPChannelProtocol); requests see the
+            # inner channel, and only it gets a transport.
+            channel = getattr(protocol, "_channel", protocol)
+            deadline = HeaderDeadline(self.clock, self.header_timeout_s, channel)
+            channel.header_deadline = deadline
             lost = protocol.connectionLost
 
             def counted_lost(reason: Any) -> None:
                 self.open_connections -= 1
+                deadline.met()
                 lost(reason)
 
             protocol.connectionLost = counted_lost

@@ -15,9 +15,10 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from . import __version__
+from .access import require_api_key
 from .bypass import entry_stream
 from .errors import ProxyError, forbidden
-from .metrics import Metrics
+from .metrics import Metrics, endpoint_of
 from .playlist import UriKind
 from .serving import Proxy
 from .signing import BadSignature, Signer
@@ -102,8 +103,14 @@ def _run(request: Request, work: Callable[[], Coroutine[Any, Any, None]]) -> int
             assert isinstance(error, ProxyError)
             render_error(request, error.status, error.message)
             return
-        log.failure("unexpected error answering {path}", failure, path=request.path[:64])
-        render_error(request, 500, "internal error")
+        # A bug: answer 500, log it with the stream id (never the path: it holds tokens).
+        log.failure(
+            "unexpected error answering {endpoint} for stream {stream_id}",
+            failure,
+            endpoint=endpoint_of(request.path),
+            stream_id=getattr(request, "stream_id", "-"),
+        )
+        render_error(request, 500, "internal error (logged)")
 
     d.addErrback(failed)
     return NOT_DONE_YET
@@ -119,6 +126,7 @@ class _Entry(_Endpoint):
 
     def render_GET(self, request: Request) -> int:
         async def work() -> None:
+            require_api_key(request, self._proxy.api_key)
             entry = parse_entry_query(_query(request))
             spec = entry_stream(entry, self._proxy.bypass_by_default)
             kind = UriKind.PLAYLIST if self._require_playlist else UriKind.MEDIA
@@ -157,8 +165,11 @@ class _Health(_Endpoint):
     def render_GET(self, request: Request) -> bytes:
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
+        draining = bool(getattr(request.site, "draining", False))
+        if draining:  # a load balancer should stop sending new viewers here
+            request.setResponseCode(503)
         status = {
-            "status": "ok",
+            "status": "draining" if draining else "ok",
             "version": __version__,
             "uptime_s": round(self._clock.seconds() - self._started_s, 3),
             "streams": len(self._registry),

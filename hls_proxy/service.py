@@ -9,6 +9,7 @@ from twisted.application import strports
 from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.web.server import Site
 
@@ -27,7 +28,7 @@ __all__ = ["ProxyService", "build", "build_site"]
 log = Logger()
 
 
-def build_site(config: Config, reactor: Any) -> tuple[Site, StreamRegistry]:
+def build_site(config: Config, reactor: Any) -> tuple[ObservedSite, StreamRegistry]:
     """The HTTP site and the stream registry it serves from."""
     tls_policy = UnverifiedTLS() if config.insecure_upstream else None
     guard = Guard(
@@ -62,7 +63,14 @@ def build_site(config: Config, reactor: Any) -> tuple[Site, StreamRegistry]:
     registry = StreamRegistry(reactor, make_upstream, config.stream_idle_timeout_s)
     signer = Signer(config.secret, config.old_secrets, config.url_ttl_s, reactor)
     proxy = Proxy(config, reactor, registry, signer)
-    site = ObservedSite(build_root(proxy, signer, registry, reactor, metrics), reactor, metrics)
+    site = ObservedSite(
+        build_root(proxy, signer, registry, reactor, metrics),
+        reactor,
+        metrics,
+        max_clients=config.max_clients,
+        header_timeout_s=config.client_header_timeout_s,
+        idle_timeout_s=config.client_idle_timeout_s,
+    )
     metrics.watch(
         lambda: {
             "cache_hits": proxy.fanout.cache.hits,
@@ -91,6 +99,7 @@ class ProxyService(MultiService):
         self._reactor = reactor
         self._listen = listen  # workers.py: serve on an inherited socket instead of the port
         self.registry: StreamRegistry | None = None
+        self.site: ObservedSite | None = None
 
     def startService(self) -> None:
         if self._config.secret_is_random:
@@ -104,6 +113,7 @@ class ProxyService(MultiService):
                 "the path to an upstream can impersonate it"
             )
         site, self.registry = build_site(self._config, self._reactor)
+        self.site = site
         if self._listen is not None:
             self._listen(site).setServiceParent(self)
         else:
@@ -116,12 +126,29 @@ class ProxyService(MultiService):
         super().startService()
 
     def stopService(self) -> Deferred[None]:
-        d = maybeDeferred(super().stopService)
+        """Drain: stop accepting, answer /health with 503, let in-flight responses finish
+        (up to --shutdown-timeout), then close every stream's pool."""
+        return Deferred.fromCoroutine(self._drain())
+
+    async def _drain(self) -> None:
+        if self.site is not None:
+            self.site.draining = True
+        await maybeDeferred(super().stopService)  # the listener stops accepting
+        deadline = self._reactor.seconds() + self._config.shutdown_timeout_s
+        while (
+            self.site is not None
+            and self.site.requests_in_flight > 0
+            and self._reactor.seconds() < deadline
+        ):
+            await deferLater(self._reactor, 0.05, lambda: None)
+        if self.site is not None and self.site.requests_in_flight:
+            log.warn(
+                "shutdown: {count} responses still running after {seconds} s; closing",
+                count=self.site.requests_in_flight,
+                seconds=self._config.shutdown_timeout_s,
+            )
         if self.registry is not None:
-            registry = self.registry
-            d.addCallback(lambda _: registry.close_all())
-        d.addCallback(lambda _: None)
-        return d
+            await self.registry.close_all()
 
 
 def build(config: Config, reactor: Any) -> IService:

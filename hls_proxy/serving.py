@@ -116,6 +116,7 @@ class Proxy:
         self._config = config
         self.bypass_by_default = config.bypass == "auto"
         self.hlsjs_url = config.hlsjs_url
+        self.api_key = config.api_key
         self._clock = clock
         self._registry = registry
         self._signer = signer

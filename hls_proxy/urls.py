@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 import attrs
 
-from .errors import bad_request
+from .errors import ProxyError, bad_request
 
 __all__ = ["EntryRequest", "normalize_upstream_url", "parse_entry_query"]
 
@@ -24,6 +24,9 @@ _SWITCHES = {"bypass": ("0", "1"), "inherit_query": ("0", "1")}
 _HEADER_PARAM = "h_"
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _MAX_URL_CHARS = 16 * 1024
+_MAX_HEADER_PARAMS = 32
+_MAX_HEADER_VALUE_CHARS = 4096
+_MAX_HEADERS_CHARS = 16 * 1024
 # Characters kept as they are when percent-encoding a pasted URL (RFC 3986 reserved + %).
 _URL_SAFE = "%:/?#[]@!$&'()*+,;=~"
 
@@ -46,7 +49,7 @@ def normalize_upstream_url(url: str) -> str:
     if not url:
         raise bad_request("missing url parameter")
     if len(url) > _MAX_URL_CHARS:
-        raise bad_request("url too long")
+        raise ProxyError(414, f"url longer than {_MAX_URL_CHARS} characters")
     if any(ord(char) < 0x20 or ord(char) == 0x7F for char in url):
         raise bad_request("url contains control characters")
     try:
@@ -109,6 +112,12 @@ def parse_entry_query(query: str) -> EntryRequest:
             if any(char in value for char in "\r\n\0"):
                 raise bad_request(f"invalid value for {key}")
             headers[_header_name(key)] = value
+    if len(headers) > _MAX_HEADER_PARAMS:
+        raise ProxyError(431, f"more than {_MAX_HEADER_PARAMS} h_ parameters")
+    if any(len(value) > _MAX_HEADER_VALUE_CHARS for value in headers.values()):
+        raise ProxyError(431, f"an h_ value is longer than {_MAX_HEADER_VALUE_CHARS} characters")
+    if sum(len(name) + len(value) for name, value in headers.items()) > _MAX_HEADERS_CHARS:
+        raise ProxyError(431, f"h_ parameters longer than {_MAX_HEADERS_CHARS} characters in all")
     switches: dict[str, str] = {}
     for key, value in pairs:
         if key in _SWITCHES:

@@ -68,3 +68,18 @@ class EntryQueryTests(SynchronousTestCase):
         ):
             error = self.assertRaises(ProxyError, parse_entry_query, query)
             self.assertEqual(error.status, 400, query)
+
+
+class LimitTests(SynchronousTestCase):
+    def test_sizes_and_counts(self) -> None:
+        base = "url=http%3A%2F%2Fcdn.example%2Fa.m3u8"
+        cases = [
+            ("url=http%3A%2F%2Fa%2F" + "x" * 17000, 414),
+            (base + "".join(f"&h_x{i}=v" for i in range(33)), 431),
+            (base + "&h_cookie=" + "c" * 5000, 431),
+            (base + "".join(f"&h_x{i}=" + "v" * 4000 for i in range(5)), 431),
+        ]
+        for query, status in cases:
+            error = self.assertRaises(ProxyError, parse_entry_query, query)
+            self.assertEqual(error.status, status)
+        self.assertEqual(len(parse_entry_query(base + "&h_a=1&h_b=2").headers), 2)

@@ -1,0 +1,301 @@
+"""Exposed to the internet: api key, client limits, slowloris, bugs, faults, draining.
+
+Every fault case checks the answer the client gets, then that the proxy still serves a
+normal stream; trial's dirty-reactor check fails a test that leaks a connection or a
+delayed call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from twisted.application.internet import TCPServer
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+from twisted.web.server import NOT_DONE_YET, Request
+
+from hls_proxy.config import Config
+from hls_proxy.service import ProxyService
+from hls_proxy.serving import Proxy
+
+from .harness import client, later, proxied_url, reactor, start_origin, start_proxy
+from .origin import Body, Redirect, Scripted, Tree
+
+PLAYLIST = b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nseg.ts\n#EXT-X-ENDLIST\n"
+
+
+def run(coroutine: Coroutine[Any, Any, None]) -> Deferred[None]:
+    return Deferred.fromCoroutine(coroutine)
+
+
+class Raw(Protocol):
+    """A client that sends what a test says and records what comes back."""
+
+    def __init__(self, data: bytes = b"") -> None:
+        self.data = data
+        self.received = b""
+        self.closed: Deferred[None] = Deferred()
+
+    def connectionMade(self) -> None:
+        if self.data:
+            self.transport.write(self.data)  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self.closed.callback(None)
+
+
+async def connect(base: str, data: bytes = b"") -> Raw:
+    port = int(base.rsplit(":", 1)[1])
+    return await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), Raw(data))  # type: ignore[no-any-return]
+
+
+def normal_origin(case: TestCase, extra: dict[str, Any] | None = None) -> str:
+    resources: dict[str, Any] = {
+        "/ok.m3u8": Body(PLAYLIST),
+        "/seg.ts": Body(b"T" * 2000, b"video/mp2t"),
+    }
+    resources.update(extra or {})
+    origin, _ = start_origin(case, Tree(resources))
+    return origin
+
+
+async def still_serves(case: TestCase, proxy: str, origin: str) -> None:
+    """/health is 200 and a normal stream plays to its segment."""
+    http = client(case)
+    health = await http.get(proxy + "/health")
+    case.assertEqual(health.code, 200)
+    await health.content()
+    playlist = await (await http.get(proxied_url(proxy, origin + "/ok.m3u8"))).content()
+    [segment] = re.findall(rb"^/p/\S+$", playlist, re.M)
+    case.assertEqual(await (await http.get(proxy + segment.decode())).content(), b"T" * 2000)
+
+
+class ApiKeyTests(TestCase):
+    def test_entry_points_need_the_key_children_do_not_and_never_carry_it(self) -> Deferred[None]:
+        async def go() -> None:
+            origin = normal_origin(self)
+            proxy = start_proxy(self, api_key="s3cret-key")
+            http = client(self)
+            url = proxied_url(proxy, origin + "/ok.m3u8")
+            refused = await http.get(url)
+            self.assertEqual((refused.code, await refused.content()),
+                             (401, b"missing or wrong api key (api_key= or X-API-Key)\n"))  # fmt: skip
+            wrong = await http.get(url + "&api_key=nope")
+            self.assertEqual(wrong.code, 401)
+            await wrong.content()
+            by_header = await http.get(url, headers={"X-API-Key": "s3cret-key"})
+            self.assertEqual(by_header.code, 200)
+            await by_header.content()
+            playlist = await (await http.get(url + "&api_key=s3cret-key")).content()
+            self.assertNotIn(b"s3cret-key", playlist)
+            [segment] = re.findall(rb"^/p/\S+$", playlist, re.M)
+            child = await http.get(proxy + segment.decode())
+            self.assertEqual(await child.content(), b"T" * 2000)
+
+        return run(go())
+
+
+class ClientLimitTests(TestCase):
+    def test_beyond_max_clients_a_503_with_retry_after(self) -> Deferred[None]:
+        async def go() -> None:
+            proxy = start_proxy(self, max_clients=2)
+            held = [await connect(proxy), await connect(proxy)]
+            third = await connect(proxy)
+            await third.closed
+            self.assertTrue(third.received.startswith(b"HTTP/1.1 503 "), third.received)
+            self.assertIn(b"Retry-After: 2", third.received)
+            for connection in held:
+                connection.transport.loseConnection()  # type: ignore[union-attr]
+                await connection.closed
+            await later(0.01)
+            health = await client(self).get(proxy + "/health")
+            self.assertEqual(health.code, 200)
+            await health.content()
+
+        return run(go())
+
+    def test_500_slowloris_connections_are_dropped_and_a_normal_request_is_served(
+        self,
+    ) -> Deferred[None]:
+        async def go() -> None:
+            origin = normal_origin(self)
+            proxy = start_proxy(self, client_header_timeout_s=2)
+            # One after another: 500 at once would overflow the listen backlog and leave
+            # the kernel retrying SYNs for a minute.
+            slow = [await connect(proxy, b"GET /health HTTP/1.1\r\nX-a: ") for _ in range(500)]
+            await still_serves(self, proxy, origin)  # while they hang
+            await gatherResults([connection.closed for connection in slow])
+            self.assertTrue(all(connection.received == b"" for connection in slow))
+            await still_serves(self, proxy, origin)
+
+        return run(go())
+
+
+class BugTests(TestCase):
+    def test_a_bug_answers_500_is_logged_and_the_proxy_keeps_serving(self) -> Deferred[None]:
+        async def go() -> None:
+            origin = normal_origin(self)
+            proxy = start_proxy(self)
+            original = Proxy.serve
+            calls = []
+
+            async def broken(self_: Proxy, *args: Any, **kwargs: Any) -> None:
+                if not calls:
+                    calls.append(1)
+                    raise ZeroDivisionError("a bug")
+                await original(self_, *args, **kwargs)
+
+            self.patch(Proxy, "serve", broken)
+            answer = await client(self).get(proxied_url(proxy, origin + "/ok.m3u8"))
+            self.assertEqual(
+                (answer.code, await answer.content()), (500, b"internal error (logged)\n")
+            )
+            self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+            await still_serves(self, proxy, origin)
+
+        return run(go())
+
+
+def _stall_after(first: bytes) -> Callable[[Request], int]:
+    def handler(request: Request) -> int:
+        request.setHeader(b"content-type", b"video/mp2t")
+        request.setHeader(b"content-length", b"100000")
+        request.write(first)
+        return NOT_DONE_YET  # and never another byte
+
+    return handler
+
+
+def _endless_chunks(request: Request) -> int:
+    request.setHeader(b"content-type", b"application/vnd.apple.mpegurl")
+    request.write(b"#EXTM3U\n")
+    state = {"open": True}
+    request.notifyFinish().addBoth(lambda _: state.update(open=False))
+
+    def more() -> None:
+        if state["open"]:
+            request.write(b"#EXT-X-JUNK:" + b"x" * 60000 + b"\n")
+            reactor.callLater(0.001, more)
+
+    more()
+    return NOT_DONE_YET
+
+
+class FaultTests(TestCase):
+    timeout = 60
+
+    def test_faults_get_clear_answers_and_the_proxy_stays_healthy(self) -> Deferred[None]:
+        async def go() -> None:
+            chain = {f"/hop{i}": Redirect(f"/hop{i + 1}".encode()) for i in range(20)}
+            chain["/hop20"] = Body(PLAYLIST)
+            origin = normal_origin(
+                self,
+                {
+                    "/stall.ts": Scripted(_stall_after(b"\x47" * 1000)),
+                    "/endless.m3u8": Scripted(_endless_chunks),
+                    "/garbage.m3u8": Body(bytes(range(256)) * 10, b"application/octet-stream"),
+                    "/empty.m3u8": Body(b""),
+                    **chain,
+                },
+            )
+            proxy = start_proxy(self, body_idle_timeout_s=0.5, max_playlist_bytes=1024 * 1024)
+            http = client(self)
+            cases = [
+                ("/hop0", 502, b"too many upstream redirects"),
+                ("/endless.m3u8", 502, b"playlist larger than 1048576 bytes"),
+                ("/garbage.m3u8", 502, b"#EXTM3U missing"),
+                ("/empty.m3u8", 502, b"#EXTM3U missing"),
+                ("/nothing.m3u8", 404, b"upstream answered 404"),
+            ]
+            for path, status, message in cases:
+                answer = await http.get(proxied_url(proxy, origin + path))
+                body = await answer.content()
+                self.assertEqual(answer.code, status, path)
+                self.assertIn(message, body, path)
+                await still_serves(self, proxy, origin)
+            # A segment that stalls after its first bytes: the client's response is aborted
+            # after the idle timeout, never ended as if complete.
+            stalled = await connect(
+                proxy,
+                b"GET " + proxied_url("", origin + "/stall.ts", endpoint="stream").encode()
+                + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            )  # fmt: skip
+            await stalled.closed
+            self.assertIn(b"200 OK", stalled.received)
+            self.assertLess(len(stalled.received.partition(b"\r\n\r\n")[2]), 100000)
+            await still_serves(self, proxy, origin)
+
+        return run(go())
+
+
+class DrainTests(TestCase):
+    def test_sigterm_drains_in_flight_responses_and_health_says_so(self) -> Deferred[None]:
+        async def go() -> None:
+            pending: list[Request] = []
+
+            def slow(request: Request) -> int:
+                pending.append(request)
+                return NOT_DONE_YET
+
+            origin, _ = start_origin(self, Tree({"/slow.ts": Scripted(slow)}))
+            ports: list[Any] = []
+
+            def listen(site: Any) -> TCPServer:
+                server = TCPServer(0, site, interface="127.0.0.1")
+                ports.append(server)
+                return server
+
+            config = Config(secret=b"k", allow_private=True, shutdown_timeout_s=5)
+            service = ProxyService(config, reactor, listen=listen)
+            service.startService()
+            proxy = f"http://127.0.0.1:{ports[0]._port.getHost().port}"
+            http = client(self)
+            in_flight = http.get(proxied_url(proxy, origin + "/slow.ts", endpoint="stream"))
+            while not pending:
+                await later(0.01)
+            health_connection = await connect(proxy)
+            stopped = service.stopService()
+            await later(0.1)
+            self.assertFalse(stopped.called)  # waiting for the in-flight response
+            assert service.site is not None
+            self.assertTrue(service.site.draining)
+            pending[0].setHeader(b"content-type", b"video/mp2t")
+            pending[0].write(b"done")
+            pending[0].finish()
+            answer = await in_flight
+            self.assertEqual(await answer.content(), b"done")
+            await stopped
+            health_connection.transport.loseConnection()  # type: ignore[union-attr]
+            await health_connection.closed
+
+        return run(go())
+
+
+class HeaderDeadlineTests(TestCase):
+    def test_a_response_slower_than_the_header_deadline_is_not_cut(self) -> Deferred[None]:
+        async def go() -> None:
+            def late(request: Request) -> int:
+                def answer() -> None:
+                    request.setHeader(b"content-type", b"video/mp2t")
+                    request.write(b"late but whole")
+                    request.finish()
+
+                reactor.callLater(0.6, answer)
+                return NOT_DONE_YET
+
+            origin, _ = start_origin(self, Tree({"/late.ts": Scripted(late)}))
+            proxy = start_proxy(self, client_header_timeout_s=0.3)
+            answer = await client(self).get(
+                proxied_url(proxy, origin + "/late.ts", endpoint="stream")
+            )
+            self.assertEqual(await answer.content(), b"late but whole")
+
+        return run(go())

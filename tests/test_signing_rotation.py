@@ -1,0 +1,68 @@
+"""Key rotation, expiring URLs, and tampering, as properties."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from hls_proxy.playlist import UriKind
+from hls_proxy.signing import BadSignature, Signer, StreamSpec
+
+SPEC = StreamSpec("id", (("referer", "https://site/"),))
+URL = "https://cdn.example/v/seg.ts"
+
+
+def segments(path: str) -> list[str]:
+    return path[len("/p/") :].split("/")
+
+
+def mint(signer: Signer) -> str:
+    return signer.child_path(signer.stream_part(SPEC), URL, UriKind.MEDIA)
+
+
+class RotationTests(SynchronousTestCase):
+    def test_old_secret_still_accepted_until_removed(self) -> None:
+        old_url = mint(Signer(b"old"))
+        self.assertEqual(Signer(b"new", [b"old"]).verify(segments(old_url)).url, URL)
+        self.assertRaises(BadSignature, Signer(b"new").verify, segments(old_url))
+        self.assertNotEqual(mint(Signer(b"new", [b"old"])), old_url)  # minted with the new one
+
+
+class ExpiryTests(SynchronousTestCase):
+    def test_urls_expire_after_the_ttl_and_stay_stable_meanwhile(self) -> None:
+        clock = Clock()
+        clock.advance(1_000_000)
+        signer = Signer(b"k", ttl_s=600, clock=clock)
+        first = mint(signer)
+        clock.advance(10)
+        self.assertEqual(mint(signer), first)  # same 5-minute step: same URL, cacheable
+        self.assertEqual(signer.verify(segments(first)).url, URL)
+        clock.advance(600 + 300)
+        error = self.assertRaises(BadSignature, signer.verify, segments(first))
+        self.assertEqual(str(error), "proxy URL expired")
+
+    def test_urls_without_ttl_never_expire(self) -> None:
+        clock = Clock()
+        signer = Signer(b"k", clock=clock)
+        url = mint(signer)
+        clock.advance(10**9)
+        self.assertEqual(signer.verify(segments(url)).url, URL)
+
+
+class TamperPropertyTests(SynchronousTestCase):
+    @settings(max_examples=200, deadline=None)
+    @given(
+        url=st.text(min_size=1, max_size=120),
+        position=st.integers(min_value=0),
+        replacement=st.characters(min_codepoint=33, max_codepoint=126),
+    )
+    def test_any_changed_character_is_refused(
+        self, url: str, position: int, replacement: str
+    ) -> None:
+        signer = Signer(b"k")
+        path = signer.child_path(signer.stream_part(SPEC), url, UriKind.MEDIA)
+        index = len("/p/") + position % (len(path) - len("/p/"))
+        if path[index] in ("/", replacement):
+            return
+        tampered = path[:index] + replacement + path[index + 1 :]
+        self.assertRaises(BadSignature, signer.verify, segments(tampered))

@@ -84,12 +84,21 @@
     });
   }
 
+  function apiKey() {
+    return $("api-key").value.trim();
+  }
+
+  function withKey(link) {
+    return apiKey() ? link + "&api_key=" + encodeURIComponent(apiKey()) : link;
+  }
+
   async function play(link) {
     video.hidden = false;
     if (hls) { hls.destroy(); hls = null; }
+    if (apiKey()) sessionStorage.setItem("hlsproxy-api-key", apiKey());
     window.playbackState = { fatal: null, level: null };
     if (!isPlaylist($("url").value)) {
-      video.src = link;
+      video.src = withKey(link);
       video.play().catch(() => say("Press play to start."));
       return;
     }
@@ -99,7 +108,12 @@
       if (!video.canPlayType("application/vnd.apple.mpegurl")) { say(error.message, true); return; }
     }
     if (window.Hls && window.Hls.isSupported()) {
-      hls = new window.Hls();
+      hls = new window.Hls({
+        // The key goes in a header on entry requests only; child URLs are signed.
+        xhrSetup: (xhr, url) => {
+          if (apiKey() && !url.includes("/p/")) xhr.setRequestHeader("X-API-Key", apiKey());
+        },
+      });
       hls.on(window.Hls.Events.LEVEL_SWITCHED, (_, data) => {
         const level = hls.levels[data.level];
         window.playbackState.level = level;
@@ -119,13 +133,14 @@
         video.play().catch(() => say("Press play to start."));
       });
     } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
-      video.src = link;  // Safari and iOS play HLS natively
+      video.src = withKey(link);  // Safari and iOS play HLS natively
       video.play().catch(() => say("Press play to start."));
     } else {
       say("This browser cannot play HLS.", true);
     }
   }
 
+  $("api-key").value = sessionStorage.getItem("hlsproxy-api-key") || "";
   $("form").addEventListener("submit", (event) => {
     event.preventDefault();
     const link = proxiedUrl();

@@ -1,11 +1,11 @@
 // Opens the hlsproxy page in Debian's Chromium, submits a stream, and reports playback.
-// Usage: node play.js <page url> <stream url> <screenshot path>
+// Usage: node play.js <page url> <stream url> <screenshot path> [api key]
 // Prints one JSON line: {currentTime, fatal, level, status}.
 "use strict";
 const { chromium } = require("playwright-core");
 
 async function main() {
-  const [pageUrl, streamUrl, screenshot] = process.argv.slice(2);
+  const [pageUrl, streamUrl, screenshot, apiKey] = process.argv.slice(2);
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -18,6 +18,7 @@ async function main() {
     page.on("pageerror", (error) => consoleErrors.push(String(error)));
     await page.goto(pageUrl);
     await page.fill("#url", streamUrl);
+    if (apiKey) await page.evaluate((key) => { document.getElementById("api-key").value = key; }, apiKey);
     await page.click("#play");
     const deadline = Date.now() + 40000;
     let state = {};

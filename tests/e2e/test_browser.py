@@ -26,10 +26,12 @@ def require_driver() -> None:
         require_tool("tests/e2e/node_modules/playwright-core (run scripts/setup-test-env.sh)")
 
 
-async def play_in_page(page_url: str, stream_url: str, screenshot: Path) -> dict[str, object]:
+async def play_in_page(
+    page_url: str, stream_url: str, screenshot: Path, api_key: str = ""
+) -> dict[str, object]:
     node = require_tool("node")
     d = getProcessOutputAndValue(
-        node, [str(HERE / "play.js"), page_url, stream_url, str(screenshot)],
+        node, [str(HERE / "play.js"), page_url, stream_url, str(screenshot), api_key],
         path=str(HERE), reactor=reactor,
     )  # fmt: skip
     timer = reactor.callLater(90, d.cancel)
@@ -44,14 +46,20 @@ async def play_in_page(page_url: str, stream_url: str, screenshot: Path) -> dict
 class BrowserPlaybackTests(TestCase):
     timeout = 180
 
-    async def _plays(self, make: Callable[[], Path], playlist: str, name: str) -> None:
+    async def _plays(
+        self, make: Callable[[], Path], playlist: str, name: str, api_key: str = ""
+    ) -> None:
         require_driver()
         media = make()
         origin, recording = start_origin(self, File(str(media)))
         hlsjs, _ = start_origin(self, File(str(HERE / "node_modules" / "hls.js" / "dist")))
-        proxy = start_proxy(self, hlsjs_url=f"{hlsjs}/hls.min.js")
+        proxy = start_proxy(self, hlsjs_url=f"{hlsjs}/hls.min.js", api_key=api_key)
         ARTIFACTS.mkdir(exist_ok=True)
-        state = await play_in_page(f"{proxy}/", f"{origin}/{playlist}", ARTIFACTS / f"{name}.png")
+        state = await play_in_page(
+            f"{proxy}/", f"{origin}/{playlist}", ARTIFACTS / f"{name}.png", api_key
+        )
+        if api_key:
+            self.assertNotIn(api_key, str(state["proxied"]))  # never in a shareable link
         self.assertIsNone(state["fatal"], state)
         self.assertGreater(float(state["currentTime"]), 3.0, state)  # type: ignore[arg-type]
         self.assertEqual(state["pageErrors"], [])
@@ -68,6 +76,11 @@ class BrowserPlaybackTests(TestCase):
     def test_fmp4_with_alternate_audio(self) -> Deferred[None]:
         return Deferred.fromCoroutine(
             self._plays(hls_media.fmp4_alternate_audio, "master.m3u8", "browser-fmp4-audio")
+        )
+
+    def test_with_an_api_key_the_page_plays_and_links_do_not_carry_it(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(
+            self._plays(hls_media.ts_vod, "master.m3u8", "browser-api-key", api_key="k-123")
         )
 
     def test_aes_128_stream(self) -> Deferred[None]:

@@ -97,7 +97,7 @@ class Options(usage.Options):
         ["port", "p", None, "Port number or endpoint string (tcp:8080:interface=127.0.0.1). "
          "Default: $PORT, else 8080."],
         ["secret", None, None, "HMAC key for proxied URLs. Default: random (URLs die on restart)."],
-        ["upstream-timeout", None, 20.0, "Seconds to connect, to get headers, and of body silence.",
+        ["upstream-timeout", None, 20.0, "Seconds to receive an upstream's response headers.",
          _positive_float],
         ["max-playlist-bytes", None, 8 * 1024 * 1024, "Largest playlist accepted (e.g. 8MB).",
          _byte_size],

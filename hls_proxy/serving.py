@@ -68,6 +68,24 @@ _UNSAFE_IN_URL = re.compile(r'[^\x21-\x7e]|["<>\\^`{|}]')
 SEGMENT_MAX_AGE_S = 86400
 
 
+async def _open_upstream(
+    stream: Stream, url: str, method: bytes, extra: dict[bytes, bytes]
+) -> tuple[IResponse, BodyTap, bytes]:
+    """Send one upstream request; the response, its body held in a tap, and its first bytes.
+
+    An upstream error status becomes the same status for the client (body dropped).
+    """
+    response = await stream.upstream.request(url, method, extra)
+    tap = BodyTap()
+    head_ready = tap.head_ready
+    head_ready.addErrback(tap.discard_on_error)
+    response.deliverBody(tap)
+    if response.code >= 400:
+        tap.discard()
+        raise ProxyError(response.code, f"upstream answered {response.code}")
+    return response, tap, await head_ready
+
+
 class NotPlaylist(Handover):
     """The upstream answered a playlist request with media."""
 
@@ -156,17 +174,8 @@ class Proxy:
             except Handover as other_kind:  # not what the URL's kind said: serve it as it is
                 handed = other_kind.claim()
             if handed is None:
-                response = await stream.upstream.request(
-                    url, *self._request_details(request, kind, require_playlist)
-                )
-                tap = BodyTap()
-                head_ready = tap.head_ready
-                head_ready.addErrback(tap.discard_on_error)
-                response.deliverBody(tap)
-                if response.code >= 400:
-                    tap.discard()
-                    raise ProxyError(response.code, f"upstream answered {response.code}")
-                head = await head_ready
+                method, extra = self._request_details(request, kind, require_playlist)
+                response, tap, head = await _open_upstream(stream, url, method, extra)
             else:
                 response, tap = handed
                 head = tap.head
@@ -205,15 +214,7 @@ class Proxy:
 
     async def _open_media(self, stream: Stream, url: str, kind: UriKind) -> Opened:
         """One upstream GET for the fan-out: its head decided, its body held in a tap."""
-        response = await stream.upstream.request(url, b"GET", {})
-        tap = BodyTap()
-        head_ready = tap.head_ready
-        head_ready.addErrback(tap.discard_on_error)
-        response.deliverBody(tap)
-        if response.code >= 400:
-            tap.discard()
-            raise ProxyError(response.code, f"upstream answered {response.code}")
-        head = await head_ready
+        response, tap, head = await _open_upstream(stream, url, b"GET", {})
         if _is_playlist_response(response, head):
             raise NotMedia(response, tap)
         return Opened(self._media_head(response, url, kind), tap)

@@ -63,3 +63,6 @@ class Config:
     client_header_timeout_s: float = 15.0
     client_idle_timeout_s: float = 60.0
     shutdown_timeout_s: float = 30.0
+    # Behind a reverse proxy (forwarded.py).
+    trusted_proxies: tuple[str, ...] = ()
+    public_url: str = ""

@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from twisted.web import http
 from twisted.web.server import Request, Site
 
+from .forwarded import Forwarding
 from .limits import Busy, HeaderDeadline
 from .metrics import Metrics, endpoint_of
 
@@ -79,7 +80,8 @@ class ObservedRequest(Request):
         user_agent = self.getHeader(b"user-agent") or ""
         log.info(
             "{method} {endpoint} {status} {bytes}B {duration_ms:.1f}ms stream={stream_id} "
-            "player={player}",
+            "player={player} client={client}",
+            client=site.forwarding.client_ip(self),
             method=self.method.decode("latin-1", "replace"),
             endpoint=endpoint,
             status=status,
@@ -106,11 +108,13 @@ class ObservedSite(Site):
         max_clients: int = 10_000,
         header_timeout_s: float = 15.0,
         idle_timeout_s: float = 60.0,
+        forwarding: Forwarding | None = None,
     ) -> None:
         super().__init__(resource, reactor=clock, timeout=idle_timeout_s)
         self.clock = clock
         self.metrics = metrics
         self.max_clients = max_clients
+        self.forwarding = forwarding or Forwarding()
         self.header_timeout_s = header_timeout_s
         self.open_connections = 0
         self.requests_in_flight = 0

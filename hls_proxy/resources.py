@@ -216,7 +216,7 @@ def build_root(
     playlist = _Entry(proxy, require_playlist=True)
     stream = _Entry(proxy, require_playlist=False)
     children: dict[bytes, IResource] = {
-        b"": Page(proxy.hlsjs_url),
+        b"": Page(proxy.hlsjs_url, proxy.forwarding),
         b"assets": Assets(),
         b"playlist.m3u8": playlist,
         b"playlist": playlist,

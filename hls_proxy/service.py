@@ -70,6 +70,7 @@ def build_site(config: Config, reactor: Any) -> tuple[ObservedSite, StreamRegist
         max_clients=config.max_clients,
         header_timeout_s=config.client_header_timeout_s,
         idle_timeout_s=config.client_idle_timeout_s,
+        forwarding=proxy.forwarding,
     )
     metrics.watch(
         lambda: {

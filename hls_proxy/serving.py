@@ -26,6 +26,7 @@ from .cache import (
 from .config import Config
 from .errors import ProxyError, bad_gateway
 from .fanout import FanOut, Handover, NotMedia, Opened, ResponseHead
+from .forwarded import Forwarding
 from .observe import ObservedRequest
 from .playlist import UriKind, looks_like_playlist, playlist_info, rewrite_playlist
 from .relay import BodyTap, Collector, Relay, decode_content
@@ -135,6 +136,7 @@ class Proxy:
         self.bypass_by_default = config.bypass == "auto"
         self.hlsjs_url = config.hlsjs_url
         self.api_key = config.api_key
+        self.forwarding = Forwarding(config.trusted_proxies, config.public_url)
         self._clock = clock
         self._registry = registry
         self._signer = signer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from typing import Any
@@ -131,6 +132,9 @@ class Options(usage.Options):
          "headers (slowloris).", _positive_float],
         ["client-idle-timeout", None, 60.0, "Seconds an idle client connection is kept.",
          _positive_float],
+        ["public-url", None, "", "The proxy's public base URL (https://proxy.example) for the "
+         "links the web page shows; default: from a trusted proxy's X-Forwarded-*, else the "
+         "page's own."],
         ["shutdown-timeout", None, 30.0, "On SIGTERM, seconds in-flight responses get to finish.",
          _positive_float],
     ]  # fmt: skip
@@ -141,6 +145,7 @@ class Options(usage.Options):
         self["old-secret"] = []
         self["allow-host"] = []
         self["deny-host"] = []
+        self["trusted-proxy"] = []
 
     def opt_old_secret(self, value: str) -> None:
         """A previous --secret whose URLs are still accepted (repeatable; for key rotation)."""
@@ -149,6 +154,11 @@ class Options(usage.Options):
     def opt_allow_host(self, value: str) -> None:
         """Only these upstream hosts (repeatable; wildcards: *.cdn.example)."""
         self["allow-host"].append(value)
+
+    def opt_trusted_proxy(self, value: str) -> None:
+        """A reverse proxy (address or network) whose X-Forwarded-* headers are believed
+        (repeatable)."""
+        self["trusted-proxy"].append(value)
 
     def opt_deny_host(self, value: str) -> None:
         """Never these upstream hosts (repeatable; wildcards: *.internal.example)."""
@@ -170,12 +180,18 @@ class Options(usage.Options):
             key = _ENV_PREFIX + name.upper().replace("-", "_")
             if not self[name] and self._environ.get(key, "").lower() in ("1", "true", "yes", "on"):
                 self[name] = 1
-        for name in ("old-secret", "allow-host", "deny-host"):  # comma-separated in the environment
+        # Repeatable options: comma-separated in the environment.
+        for name in ("old-secret", "allow-host", "deny-host", "trusted-proxy"):
             key = _ENV_PREFIX + name.upper().replace("-", "_")
             if not self[name] and self._environ.get(key):
                 self[name] = [
                     item.strip() for item in self._environ[key].split(",") if item.strip()
                 ]
+        for entry in self["trusted-proxy"]:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise usage.UsageError(f"--trusted-proxy: {entry!r} is not an address") from None
         parent = getattr(self, "parent", None)
         if self["log-format"] == "json" and parent is not None and parent.get("logger") is None:
             # twistd resolves this name and starts logging with it after makeService.
@@ -218,6 +234,8 @@ class Options(usage.Options):
             client_header_timeout_s=self["client-header-timeout"],
             client_idle_timeout_s=self["client-idle-timeout"],
             shutdown_timeout_s=self["shutdown-timeout"],
+            trusted_proxies=tuple(self["trusted-proxy"]),
+            public_url=self["public-url"],
             insecure_upstream=bool(self["insecure-upstream"]),
         )
 

@@ -12,6 +12,8 @@ from importlib import resources
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
+from .forwarded import Forwarding
+
 __all__ = ["Assets", "Page"]
 _TYPES = {"app.js": b"text/javascript; charset=utf-8", "style.css": b"text/css; charset=utf-8"}
 
@@ -25,16 +27,18 @@ class Page(Resource):
 
     isLeaf = True
 
-    def __init__(self, hlsjs_url: str) -> None:
+    def __init__(self, hlsjs_url: str, forwarding: Forwarding | None = None) -> None:
         super().__init__()
+        self._forwarding = forwarding or Forwarding()
         escaped = html.escape(hlsjs_url, quote=True).replace("\\", "\\\\")
         self._body = _read("index.html").replace(b"{{HLSJS_URL}}", escaped.encode("utf-8"))
 
     def render_GET(self, request: Request) -> bytes:
+        base = html.escape(self._forwarding.public_base(request), quote=True)
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         request.setHeader(b"cache-control", b"no-cache")
         request.setHeader(b"x-content-type-options", b"nosniff")
-        return self._body
+        return self._body.replace(b"{{PUBLIC_URL}}", base.encode("utf-8"))
 
 
 class Assets(Resource):

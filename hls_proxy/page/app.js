@@ -31,7 +31,10 @@
       if (value) params.append("h_" + name, value);
     }
     const endpoint = isPlaylist(url) ? "/playlist.m3u8" : "/stream";
-    return location.origin + endpoint + "?" + params.toString();
+    // Behind a reverse proxy the server says which public URL to use (--public-url or
+    // X-Forwarded-* from a trusted proxy); otherwise the page's own origin is right.
+    const base = window.HLSPROXY.publicUrl || location.origin;
+    return base + endpoint + "?" + params.toString();
   }
 
   function quoted(text) {

@@ -66,3 +66,4 @@ class Config:
     # Behind a reverse proxy (forwarded.py).
     trusted_proxies: tuple[str, ...] = ()
     public_url: str = ""
+    max_upstream_per_stream: int = 32

@@ -58,6 +58,7 @@ def build_site(config: Config, reactor: Any) -> tuple[ObservedSite, StreamRegist
             user_agent=config.user_agent,
             derived=frozenset(filter(None, spec.option("derived").split(","))),
             on_outcome=count_upstream,
+            max_concurrent=config.max_upstream_per_stream,
         )
 
     registry = StreamRegistry(reactor, make_upstream, config.stream_idle_timeout_s)

@@ -126,6 +126,9 @@ class Options(usage.Options):
          _positive_float],
         ["connect-timeout", None, 10.0, "Seconds to connect to an upstream.", _positive_float],
         ["idle-timeout", None, 20.0, "Seconds an upstream body may stay silent.", _positive_float],
+        ["max-upstream-per-stream", None, 32, "Upstream requests one stream may have open at "
+         "once (bodies included); beyond, requests wait up to --upstream-timeout, then 503.",
+         _positive_int],
         ["max-clients", None, 10_000, "Client connections at once; beyond: 503 + Retry-After.",
          _positive_int],
         ["client-header-timeout", None, 15.0, "Seconds a new client has to send its request "
@@ -231,6 +234,7 @@ class Options(usage.Options):
             connect_timeout_s=self["connect-timeout"],
             body_idle_timeout_s=self["idle-timeout"],
             max_clients=self["max-clients"],
+            max_upstream_per_stream=self["max-upstream-per-stream"],
             client_header_timeout_s=self["client-header-timeout"],
             client_idle_timeout_s=self["client-idle-timeout"],
             shutdown_timeout_s=self["shutdown-timeout"],

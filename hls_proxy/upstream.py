@@ -13,16 +13,19 @@ from collections.abc import Callable
 from http.cookiejar import CookieJar
 
 from OpenSSL import SSL
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
 from twisted.internet.error import ConnectError, DNSLookupError
 from twisted.internet.error import TimeoutError as ConnectTimeout
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IProtocol, IReactorTime, ITransport
 from twisted.internet.protocol import Protocol
+from twisted.python.components import proxyForInterface
+from twisted.python.failure import Failure
 from twisted.web.client import (
     Agent,
     BrowserLikeRedirectAgent,
     CookieAgent,
     HTTPConnectionPool,
+    ResponseDone,
     ResponseFailed,
     ResponseNeverReceived,
     _HTTP11ClientFactory,
@@ -114,6 +117,41 @@ class _QuietPool(HTTPConnectionPool):
     _factory = _QuietClientFactory
 
 
+_DONE = Failure(ResponseDone())
+
+
+class _ReleaseOnEnd(Protocol):
+    """Passes a body through to `inner`, and gives the stream's slot back when it ends."""
+
+    def __init__(self, inner: IProtocol, release: Callable[[], object]) -> None:
+        self._inner = inner
+        self._release: Callable[[], object] | None = release
+
+    def makeConnection(self, transport: ITransport) -> None:
+        self.transport = transport
+        self._inner.makeConnection(transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        self._inner.dataReceived(data)
+
+    def connectionLost(self, reason: Failure = _DONE) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+        self._inner.connectionLost(reason)
+
+
+class _SlotHoldingResponse(proxyForInterface(IResponse)):  # type: ignore[misc]
+    """The response, whose body gives the stream's upstream slot back when it ends."""
+
+    def __init__(self, original: IResponse, release: Callable[[], object]) -> None:
+        super().__init__(original)
+        self._release = release
+
+    def deliverBody(self, protocol: IProtocol) -> None:
+        self.original.deliverBody(_ReleaseOnEnd(protocol, self._release))
+
+
 class _Discard(Protocol):
     """Closes a body nobody will read (a refused attempt that is retried)."""
 
@@ -140,7 +178,10 @@ class Upstream:
         user_agent: str,
         derived: frozenset[str] = frozenset(),
         on_outcome: Callable[[int | None, Exception | None], None] = lambda status, error: None,
+        max_concurrent: int = 32,
     ) -> None:
+        # A cap on this stream's simultaneous upstream requests, bodies included.
+        self._slots = DeferredSemaphore(max_concurrent)
         self._on_outcome = on_outcome
         self._reactor = reactor
         # Headers we guessed (bypass.py), not the user: dropped if the upstream refuses
@@ -183,6 +224,28 @@ class Upstream:
         return response
 
     async def _send(
+        self, url: str, method: bytes, extra: dict[bytes, bytes] | None, send_derived: bool
+    ) -> IResponse:
+        """One request, holding one of the stream's upstream slots until its body ends."""
+        waiting = self._slots.acquire()
+        timer = self._reactor.callLater(self._timeout_s, waiting.cancel)
+        try:
+            await waiting
+        except CancelledError:
+            if timer.active():  # the client left while we waited
+                raise
+            raise ProxyError(503, "too many upstream requests for this stream") from None
+        finally:
+            if timer.active():
+                timer.cancel()
+        try:
+            response = await self._send_now(url, method, extra, send_derived)
+        except BaseException:
+            self._slots.release()
+            raise
+        return _SlotHoldingResponse(response, self._slots.release)
+
+    async def _send_now(
         self, url: str, method: bytes, extra: dict[bytes, bytes] | None, send_derived: bool
     ) -> IResponse:
         headers = self._headers.copy()

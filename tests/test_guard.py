@@ -60,3 +60,42 @@ class GuardEndpointTests(SynchronousTestCase):
         self._connect(reactor, b"http://allowed.example:8081/a", allow=True)
         [(host, port, *_)] = reactor.tcpClients
         self.assertEqual((host, port), ("127.0.0.1", 8081))
+
+
+class _NoAddresses:
+    """A resolver for which no name exists."""
+
+    def resolveHostName(self, receiver, hostName, portNumber=0, *args, **kwargs):  # type: ignore[no-untyped-def]
+        receiver.resolutionBegan(None)
+        receiver.resolutionComplete()
+        return receiver
+
+
+class UnresolvableTests(SynchronousTestCase):
+    def test_an_unresolvable_host_is_a_clear_502_without_a_connection(self) -> None:
+        reactor = MemoryReactorClock()
+        reactor.nameResolver = _NoAddresses()  # type: ignore[assignment]
+        guard = Guard(reactor, allow_private=False, connect_timeout_s=5)
+        failures: list[Failure] = []
+        guard.endpointForURI(URI.fromBytes(b"http://no-such-host.example/a.m3u8")).connect(
+            None  # type: ignore[arg-type]
+        ).addErrback(failures.append)
+        [failure] = failures
+        self.assertEqual(failure.value.status, 502)
+        self.assertIn("cannot resolve", failure.value.message)
+        self.assertEqual(reactor.tcpClients, [])
+
+    def test_deny_and_allow_host_rules(self) -> None:
+        reactor = MemoryReactorClock()
+        guard = Guard(reactor, allow_private=True, connect_timeout_s=5,
+                      allow_hosts=["*.cdn.example"], deny_hosts=["bad.cdn.example"])  # fmt: skip
+        for url, refused in [
+            (b"http://a.cdn.example/x", False),
+            (b"http://bad.cdn.example/x", True),
+            (b"http://other.example/x", True),
+        ]:
+            failures: list[Failure] = []
+            guard.endpointForURI(URI.fromBytes(url)).connect(None).addErrback(failures.append)  # type: ignore[arg-type]
+            self.assertEqual(
+                bool(failures) and isinstance(failures[0].value, UpstreamRefused), refused, url
+            )

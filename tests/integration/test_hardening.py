@@ -299,3 +299,40 @@ class HeaderDeadlineTests(TestCase):
             self.assertEqual(await answer.content(), b"late but whole")
 
         return run(go())
+
+
+class UpstreamCapTests(TestCase):
+    def test_a_stream_has_at_most_n_upstream_requests_open(self) -> Deferred[None]:
+        async def go() -> None:
+            held: list[Request] = []
+
+            def hang(request: Request) -> int:  # headers now, the body never (holds a slot)
+                held.append(request)
+                request.setHeader(b"content-type", b"video/mp2t")
+                request.setHeader(b"content-length", b"2")
+                request.write(b"x")
+                return NOT_DONE_YET
+
+            playlist = b"#EXTM3U\n" + b"".join(b"#EXTINF:1,\ns%d.ts\n" % i for i in range(3))
+            origin, _ = start_origin(
+                self,
+                Tree(
+                    {"/l.m3u8": Body(playlist), **{f"/s{i}.ts": Scripted(hang) for i in range(3)}}
+                ),
+            )
+            proxy = start_proxy(self, max_upstream_per_stream=2, upstream_timeout_s=0.5)
+            http = client(self)
+            body = await (await http.get(proxied_url(proxy, origin + "/l.m3u8"))).content()
+            children = re.findall(rb"^/p/\S+$", body, re.M)
+            answers = [http.get(proxy + child.decode()) for child in children]
+            third = await answers[2]
+            self.assertEqual((third.code, await third.content()),
+                             (503, b"too many upstream requests for this stream\n"))  # fmt: skip
+            self.assertEqual(len(held), 2)
+            for request in held:
+                request.write(b"y")
+                request.finish()
+            for answer in answers[:2]:
+                self.assertEqual(await (await answer).content(), b"xy")
+
+        return run(go())

@@ -104,8 +104,8 @@ def content_type_for(upstream_type: str, file_name: str) -> str:
     by_extension = _TYPE_BY_EXTENSION.get(extension)
     if essence in _GENERIC_TYPES:
         return by_extension or upstream_type or "application/octet-stream"
-    if essence == "video/mp2t" and by_extension and by_extension != "video/mp2t":
-        return by_extension if extension != "m3u8" else upstream_type
+    if essence == "video/mp2t" and by_extension in ("video/mp4", "audio/mp4"):
+        return by_extension
     return upstream_type
 
 

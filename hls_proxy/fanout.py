@@ -37,11 +37,11 @@ from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.server import Request
-from zope.interface import implementer
 
 from .cache import ByteLru, CachedBody
 from .errors import ProxyError, bad_gateway, gateway_timeout
 from .relay import BodyTap
+from .viewers import Body, Viewer
 
 __all__ = ["FanOut", "Handover", "NotMedia", "Opened", "ResponseHead", "parse_range"]
 
@@ -120,130 +120,6 @@ def parse_range(value: str, length: int) -> tuple[int, int] | bool | None:
     return (start, end)
 
 
-class _Body:
-    """Chunks from index `first_index` on; complete or failed once the upstream ends."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.first_index = 0
-        self.received = 0
-        self.complete = False
-        self.error: ProxyError | None = None
-
-    @classmethod
-    def whole(cls, chunks: tuple[bytes, ...]) -> _Body:
-        body = cls()
-        body.chunks = list(chunks)
-        body.received = sum(len(chunk) for chunk in chunks)
-        body.complete = True
-        return body
-
-    @property
-    def end_index(self) -> int:
-        return self.first_index + len(self.chunks)
-
-    def viewer_paused(self) -> None:
-        pass
-
-    def viewer_resumed(self) -> None:
-        pass
-
-    def detach(self, viewer: _Viewer) -> None:
-        pass
-
-
-@implementer(IPushProducer)
-class _Viewer:
-    """One client of a body: writes chunks when its socket has room, never buffers its own."""
-
-    def __init__(self, request: Request, body: _Body) -> None:
-        self._request = request
-        self.body = body
-        self.next_index = body.first_index
-        self.sent = 0
-        self.paused = False
-        self._ended = False
-        self._pumping = False
-        self.done: Deferred[None] = Deferred(canceller=lambda _: self._leave())
-
-    def start(self) -> None:
-        self._request.registerProducer(self, True)
-        self.pump()
-
-    def pump(self) -> None:
-        if self._pumping or self._ended:
-            return  # request.write may re-enter through pauseProducing/resumeProducing
-        self._pumping = True
-        try:
-            body = self.body
-            while not self.paused and self.next_index < body.end_index:
-                chunk = body.chunks[self.next_index - body.first_index]
-                self.next_index += 1
-                self.sent += len(chunk)
-                self._request.write(chunk)
-                if self._ended:
-                    return
-            if self.next_index >= body.end_index and body.complete:
-                self._finish()
-            elif body.error is not None:
-                self.abort(body.error)
-        finally:
-            self._pumping = False
-
-    def lag(self) -> int:
-        return self.body.received - self.sent
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-        self.body.viewer_paused()
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        self.pump()
-        self.body.viewer_resumed()
-
-    def stopProducing(self) -> None:
-        self._leave()
-
-    def _leave(self) -> None:
-        """The client left (first `stopProducing`, then the cancelled Deferred)."""
-        if self._end():
-            return
-        self.body.detach(self)
-        self._settle(None)
-
-    def _finish(self) -> None:
-        if self._end():
-            return
-        if self._request.channel is not None:
-            self._request.unregisterProducer()
-            self._request.finish()
-        self.body.detach(self)
-        self._settle(None)
-
-    def abort(self, error: ProxyError | None) -> None:
-        """End this viewer by aborting its connection (never a clean-looking short body)."""
-        if self._end():
-            return
-        if self._request.channel is not None:
-            self._request.unregisterProducer()
-            self._request.channel.transport.abortConnection()  # type: ignore[union-attr]
-        self.body.detach(self)
-        self._settle(error)
-
-    def _end(self) -> bool:
-        was_ended, self._ended = self._ended, True
-        return was_ended
-
-    def _settle(self, error: ProxyError | None) -> None:
-        if self.done.called:
-            return
-        if error is None:
-            self.done.callback(None)
-        else:
-            self.done.errback(error)
-
-
 class _FetchProtocol(Protocol):
     """Given to deliverBody: hands the body's bytes and its end to the fetch."""
 
@@ -260,7 +136,7 @@ class _FetchProtocol(Protocol):
         self._fetch.ended(reason.check(ResponseDone, PotentialDataLoss) is not None)
 
 
-class _Fetch(_Body):
+class _Fetch(Body):
     """One upstream request and its viewers."""
 
     def __init__(self, fanout: FanOut, key: Hashable, pinned: bool) -> None:
@@ -272,7 +148,7 @@ class _Fetch(_Body):
         self.retained = False
         self.retained_bytes = 0
         self.upstream: IPushProducer | None = None
-        self.viewers: list[_Viewer] = []
+        self.viewers: list[Viewer] = []
         self._head_waiters: list[Deferred[ResponseHead]] = []
         self._opening: Deferred[Opened] | None = None
         self._upstream_paused = False
@@ -329,7 +205,7 @@ class _Fetch(_Body):
         elif not failure.check(CancelledError, ProxyError):
             log.failure("prefetch failed", failure)
 
-    def attach(self, viewer: _Viewer) -> None:
+    def attach(self, viewer: Viewer) -> None:
         self.viewers.append(viewer)
         viewer.start()
 
@@ -394,7 +270,7 @@ class _Fetch(_Body):
             self._release()
         self._update_pause()
 
-    def detach(self, viewer: _Viewer) -> None:
+    def detach(self, viewer: Viewer) -> None:
         if viewer in self.viewers:
             self.viewers.remove(viewer)
         if not self.retained:
@@ -496,7 +372,7 @@ class FanOut:
             await self.serve(request, key, open_upstream)
             return
         _write_head(request, head.code, head.headers, head.length)
-        viewer = _Viewer(request, fetch)
+        viewer = Viewer(request, fetch)
         fetch.attach(viewer)
         await viewer.done
 
@@ -531,14 +407,14 @@ class FanOut:
         content_range = b"bytes %d-%d/%d" % (start, end - 1, cached.length)
         headers = (*cached.headers, (b"content-range", (content_range,)))
         _write_head(request, 206, headers, end - start)
-        viewer = _Viewer(request, _Body.whole(cached.slice(start, end)))
+        viewer = Viewer(request, Body.whole(cached.slice(start, end)))
         viewer.start()
         await viewer.done
         return True
 
     async def _serve_cached(self, request: Request, cached: CachedBody) -> None:
         _write_head(request, 200, cached.headers, cached.length)
-        viewer = _Viewer(request, _Body.whole(cached.chunks))
+        viewer = Viewer(request, Body.whole(cached.chunks))
         viewer.start()
         await viewer.done
 

@@ -1,0 +1,141 @@
+"""Viewers of a body: each writes the body's chunks to its client at its own pace.
+
+A Body is a list of chunks that grows while an upstream fetch runs (fanout.py) or is
+complete (a cached object). A Viewer is one client's push producer with its own read
+position: it writes while its socket has room and never buffers chunks of its own.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
+from twisted.web.server import Request
+from zope.interface import implementer
+
+from .errors import ProxyError
+
+__all__ = ["Body", "Viewer"]
+
+
+class Body:
+    """Chunks from index `first_index` on; complete or failed once the upstream ends."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.first_index = 0
+        self.received = 0
+        self.complete = False
+        self.error: ProxyError | None = None
+
+    @classmethod
+    def whole(cls, chunks: tuple[bytes, ...]) -> Body:
+        body = cls()
+        body.chunks = list(chunks)
+        body.received = sum(len(chunk) for chunk in chunks)
+        body.complete = True
+        return body
+
+    @property
+    def end_index(self) -> int:
+        return self.first_index + len(self.chunks)
+
+    def viewer_paused(self) -> None:
+        pass
+
+    def viewer_resumed(self) -> None:
+        pass
+
+    def detach(self, viewer: Viewer) -> None:
+        pass
+
+
+@implementer(IPushProducer)
+class Viewer:
+    """One client of a body: writes chunks when its socket has room, never buffers its own."""
+
+    def __init__(self, request: Request, body: Body) -> None:
+        self._request = request
+        self.body = body
+        self.next_index = body.first_index
+        self.sent = 0
+        self.paused = False
+        self._ended = False
+        self._pumping = False
+        self.done: Deferred[None] = Deferred(canceller=lambda _: self._leave())
+
+    def start(self) -> None:
+        self._request.registerProducer(self, True)
+        self.pump()
+
+    def pump(self) -> None:
+        if self._pumping or self._ended:
+            return  # request.write may re-enter through pauseProducing/resumeProducing
+        self._pumping = True
+        try:
+            body = self.body
+            while not self.paused and self.next_index < body.end_index:
+                chunk = body.chunks[self.next_index - body.first_index]
+                self.next_index += 1
+                self.sent += len(chunk)
+                self._request.write(chunk)
+                if self._ended:
+                    return
+            if self.next_index >= body.end_index and body.complete:
+                self._finish()
+            elif body.error is not None:
+                self.abort(body.error)
+        finally:
+            self._pumping = False
+
+    def lag(self) -> int:
+        return self.body.received - self.sent
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        self.body.viewer_paused()
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.pump()
+        self.body.viewer_resumed()
+
+    def stopProducing(self) -> None:
+        self._leave()
+
+    def _leave(self) -> None:
+        """The client left (first `stopProducing`, then the cancelled Deferred)."""
+        if self._end():
+            return
+        self.body.detach(self)
+        self._settle(None)
+
+    def _finish(self) -> None:
+        if self._end():
+            return
+        if self._request.channel is not None:
+            self._request.unregisterProducer()
+            self._request.finish()
+        self.body.detach(self)
+        self._settle(None)
+
+    def abort(self, error: ProxyError | None) -> None:
+        """End this viewer by aborting its connection (never a clean-looking short body)."""
+        if self._end():
+            return
+        if self._request.channel is not None:
+            self._request.unregisterProducer()
+            self._request.channel.transport.abortConnection()  # type: ignore[union-attr]
+        self.body.detach(self)
+        self._settle(error)
+
+    def _end(self) -> bool:
+        was_ended, self._ended = self._ended, True
+        return was_ended
+
+    def _settle(self, error: ProxyError | None) -> None:
+        if self.done.called:
+            return
+        if error is None:
+            self.done.callback(None)
+        else:
+            self.done.errback(error)

@@ -282,15 +282,8 @@ class Proxy:
     async def _fetch_playlist(
         self, key: Any, stream: Stream, url: str, require_playlist: bool
     ) -> PlaylistEntry:
-        response = await stream.upstream.request(url, b"GET", {b"accept-encoding": b"gzip"})
-        tap = BodyTap()
-        head_ready = tap.head_ready
-        head_ready.addErrback(tap.discard_on_error)
-        response.deliverBody(tap)
-        if response.code >= 400:
-            tap.discard()
-            raise ProxyError(response.code, f"upstream answered {response.code}")
-        head = await head_ready
+        gzip = {b"accept-encoding": b"gzip"}
+        response, tap, head = await _open_upstream(stream, url, b"GET", gzip)
         if not require_playlist and not _is_playlist_response(response, head):
             raise NotPlaylist(response, tap)
         rewritten, body, final_url = await self._rewrite(stream, response, tap, url)

@@ -53,6 +53,22 @@ class _SilenceTimer:
             self._call.cancel()
 
 
+_PLAYLIST_START = b"#EXTM3U"
+_BOM = b"\xef\xbb\xbf"
+
+
+def _could_still_be_playlist_start(head: bytes) -> bool:
+    """True while `head` is too short to tell: a part of a BOM, blanks, or part of #EXTM3U.
+
+    The decision is made as soon as it can be; waiting for a fixed number of bytes would
+    hold back a segment whose upstream trickles its first bytes.
+    """
+    if _BOM.startswith(head):
+        return True
+    rest = head.removeprefix(_BOM).lstrip()
+    return len(rest) < len(_PLAYLIST_START) and _PLAYLIST_START.startswith(rest)
+
+
 class BodyTap(Protocol):
     """Holds a body's first bytes until the caller decides who consumes it.
 
@@ -60,10 +76,9 @@ class BodyTap(Protocol):
     paused meanwhile so nothing piles up.
     """
 
-    def __init__(self, head_bytes: int = 16) -> None:
+    def __init__(self) -> None:
         self.head = b""
         self.head_ready: Deferred[bytes] = Deferred()
-        self._head_bytes = head_bytes
         self._ended: Failure | None = None
         self._next: Protocol | None = None
 
@@ -72,7 +87,7 @@ class BodyTap(Protocol):
             self._next.dataReceived(data)
             return
         self.head += data
-        if len(self.head) >= self._head_bytes and not self.head_ready.called:
+        if not self.head_ready.called and not _could_still_be_playlist_start(self.head):
             _upstream(self).pauseProducing()
             self.head_ready.callback(self.head)
 

@@ -6,7 +6,7 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
@@ -24,7 +24,7 @@ from .cache import (
     with_ll_hls,
 )
 from .config import Config
-from .errors import ProxyError, bad_gateway
+from .errors import ProxyError, bad_gateway, gateway_timeout
 from .fanout import FanOut, Handover, NotMedia, Opened, ResponseHead
 from .forwarded import Forwarding
 from .observe import ObservedRequest
@@ -67,24 +67,6 @@ _UNSAFE_IN_URL = re.compile(r'[^\x21-\x7e]|["<>\\^`{|}]')
 
 # Downstream max-age of a segment or key: its signed URL names one upstream object.
 SEGMENT_MAX_AGE_S = 86400
-
-
-async def _open_upstream(
-    stream: Stream, url: str, method: bytes, extra: dict[bytes, bytes]
-) -> tuple[IResponse, BodyTap, bytes]:
-    """Send one upstream request; the response, its body held in a tap, and its first bytes.
-
-    An upstream error status becomes the same status for the client (body dropped).
-    """
-    response = await stream.upstream.request(url, method, extra)
-    tap = BodyTap()
-    head_ready = tap.head_ready
-    head_ready.addErrback(tap.discard_on_error)
-    response.deliverBody(tap)
-    if response.code >= 400:
-        tap.discard()
-        raise ProxyError(response.code, f"upstream answered {response.code}")
-    return response, tap, await head_ready
 
 
 class NotPlaylist(Handover):
@@ -149,6 +131,34 @@ class Proxy:
         )
         self._playlist_fetches: Coalescer[Any, PlaylistEntry] = Coalescer()
 
+    async def _open(
+        self, stream: Stream, url: str, method: bytes, extra: dict[bytes, bytes]
+    ) -> tuple[IResponse, BodyTap, bytes]:
+        """Send one upstream request; the response, its body held in a tap, and its first
+        bytes (bounded by the body idle timeout: an upstream may send headers and stall).
+
+        An upstream error status becomes the same status for the client (body dropped).
+        """
+        response = await stream.upstream.request(url, method, extra)
+        tap = BodyTap()
+        head_ready = tap.head_ready
+        head_ready.addErrback(tap.discard_on_error)
+        response.deliverBody(tap)
+        if response.code >= 400:
+            tap.discard()
+            raise ProxyError(response.code, f"upstream answered {response.code}")
+        timer = self._clock.callLater(self._config.body_idle_timeout_s, head_ready.cancel)
+        try:
+            head = await head_ready
+        except CancelledError:
+            if timer.active():
+                raise  # the client left
+            raise gateway_timeout("upstream body stalled before its first bytes") from None
+        finally:
+            if timer.active():
+                timer.cancel()
+        return response, tap, head
+
     async def serve(
         self,
         request: Request,
@@ -177,7 +187,7 @@ class Proxy:
                 handed = other_kind.claim()
             if handed is None:
                 method, extra = self._request_details(request, kind, require_playlist)
-                response, tap, head = await _open_upstream(stream, url, method, extra)
+                response, tap, head = await self._open(stream, url, method, extra)
             else:
                 response, tap = handed
                 head = tap.head
@@ -216,7 +226,7 @@ class Proxy:
 
     async def _open_media(self, stream: Stream, url: str, kind: UriKind) -> Opened:
         """One upstream GET for the fan-out: its head decided, its body held in a tap."""
-        response, tap, head = await _open_upstream(stream, url, b"GET", {})
+        response, tap, head = await self._open(stream, url, b"GET", {})
         if _is_playlist_response(response, head):
             raise NotMedia(response, tap)
         return Opened(self._media_head(response, url, kind), tap)
@@ -283,7 +293,7 @@ class Proxy:
         self, key: Any, stream: Stream, url: str, require_playlist: bool
     ) -> PlaylistEntry:
         gzip = {b"accept-encoding": b"gzip"}
-        response, tap, head = await _open_upstream(stream, url, b"GET", gzip)
+        response, tap, head = await self._open(stream, url, b"GET", gzip)
         if not require_playlist and not _is_playlist_response(response, head):
             raise NotPlaylist(response, tap)
         rewritten, body, final_url = await self._rewrite(stream, response, tap, url)

@@ -114,3 +114,30 @@ class RelayTests(SynchronousTestCase):
         proxy.reactor.advance(2)
         self.assertTrue(proxy.upstream.disconnecting or proxy.upstream.producerState == "stopped")
         self.assertTrue(proxy.client.disconnecting or proxy.client.disconnected)
+
+
+class PlaylistStartTests(SynchronousTestCase):
+    def test_the_decision_is_made_as_soon_as_the_bytes_allow(self) -> None:
+        from hls_proxy.relay import _could_still_be_playlist_start as undecided
+
+        for head, expected in [
+            (b"", True), (b"\xef", True), (b"\xef\xbb\xbf", True), (b"  \n", True),
+            (b"#EXT", True), (b"\xef\xbb\xbf#EXTM3", True), (b"#EXTM3U", False),
+            (b"G", False), (b"\x47\x40", False), (b"#EXTINF", False), (b"<html", False),
+        ]:  # fmt: skip
+            self.assertEqual(undecided(head), expected, head)
+
+    def test_a_one_byte_first_chunk_of_media_is_relayed_at_once(self) -> None:
+        proxy = Harness(self)
+        proxy.get(segment_path())
+        proxy.answer_upstream(HEAD + b"\x47")
+        self.assertIn(b"HTTP/1.1 200 OK", proxy.client.value())
+        self.assertTrue(proxy.client.value().endswith(b"\r\n\r\n\x47"))
+
+    def test_an_upstream_silent_before_its_first_byte_is_504(self) -> None:
+        proxy = Harness(self)
+        proxy.get(segment_path())
+        proxy.answer_upstream(HEAD)
+        proxy.reactor.advance(11)
+        self.assertIn(b"504", proxy.client.value())
+        self.assertIn(b"upstream body stalled before its first bytes", proxy.client.value())

@@ -324,15 +324,17 @@ class UpstreamCapTests(TestCase):
             http = client(self)
             body = await (await http.get(proxied_url(proxy, origin + "/l.m3u8"))).content()
             children = re.findall(rb"^/p/\S+$", body, re.M)
-            answers = [http.get(proxy + child.decode()) for child in children]
-            third = await answers[2]
+            # One after another, so which request waits is certain.
+            first = await http.get(proxy + children[0].decode())
+            second = await http.get(proxy + children[1].decode())
+            third = await http.get(proxy + children[2].decode())
             self.assertEqual((third.code, await third.content()),
                              (503, b"too many upstream requests for this stream\n"))  # fmt: skip
             self.assertEqual(len(held), 2)
             for request in held:
                 request.write(b"y")
                 request.finish()
-            for answer in answers[:2]:
-                self.assertEqual(await (await answer).content(), b"xy")
+            for answer in (first, second):
+                self.assertEqual(await answer.content(), b"xy")
 
         return run(go())

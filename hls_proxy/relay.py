@@ -19,7 +19,7 @@ from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.server import Request
 
-from .errors import ProxyError, bad_gateway, gateway_timeout
+from .errors import ProxyError, bad_gateway, gateway_timeout, settle
 
 __all__ = ["BodyTap", "Collector", "Relay", "decode_content"]
 
@@ -188,12 +188,7 @@ class Relay(Protocol):
             self._request.channel.transport.abortConnection()  # type: ignore[union-attr]
 
     def _settle(self, error: ProxyError | None) -> None:
-        if self.done.called:
-            return
-        if error is None:
-            self.done.callback(None)
-        else:
-            self.done.errback(error)
+        settle(self.done, error)
 
 
 class Collector(Protocol):

@@ -12,7 +12,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from .errors import ProxyError
+from .errors import ProxyError, settle
 
 __all__ = ["Body", "Viewer"]
 
@@ -133,9 +133,4 @@ class Viewer:
         return was_ended
 
     def _settle(self, error: ProxyError | None) -> None:
-        if self.done.called:
-            return
-        if error is None:
-            self.done.callback(None)
-        else:
-            self.done.errback(error)
+        settle(self.done, error)

@@ -11,7 +11,7 @@ import shutil
 
 from twisted.trial.unittest import SkipTest
 
-__all__ = ["require_tool"]
+__all__ = ["require_tool", "run_process"]
 
 
 def require_tool(name: str) -> str:
@@ -23,3 +23,25 @@ def require_tool(name: str) -> str:
     if os.environ.get("HLSPROXY_REQUIRE_TOOLS") == "1":
         raise AssertionError(message + " (required: HLSPROXY_REQUIRE_TOOLS=1)")
     raise SkipTest(message)
+
+
+async def run_process(
+    executable: str, arguments: list[str], seconds: float = 60, path: str | None = None
+) -> tuple[bytes, bytes, int]:
+    """Run a player without blocking the reactor the servers run on; (out, err, exit code).
+
+    Cancelled after `seconds`, so a hung player fails the test instead of blocking it.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.utils import getProcessOutputAndValue
+
+    d = getProcessOutputAndValue(
+        executable, arguments, env=dict(os.environ), path=path, reactor=reactor
+    )
+    timer = reactor.callLater(seconds, d.cancel)  # type: ignore[attr-defined]
+    try:
+        result: tuple[bytes, bytes, int] = await d
+    finally:
+        if timer.active():
+            timer.cancel()
+    return result

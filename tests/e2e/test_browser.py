@@ -7,13 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from twisted.internet.defer import Deferred
-from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 from twisted.web.static import File
 
 from tests.integration import hls_media
-from tests.integration.harness import reactor, start_origin, start_proxy
-from tests.tools import require_tool
+from tests.integration.harness import start_origin, start_proxy
+from tests.tools import require_tool, run_process
 
 HERE = Path(__file__).resolve().parent
 ARTIFACTS = HERE.parent.parent / "test-artifacts"
@@ -30,14 +29,10 @@ async def play_in_page(
     page_url: str, stream_url: str, screenshot: Path, api_key: str = ""
 ) -> dict[str, object]:
     node = require_tool("node")
-    d = getProcessOutputAndValue(
+    out, err, code = await run_process(
         node, [str(HERE / "play.js"), page_url, stream_url, str(screenshot), api_key],
-        path=str(HERE), reactor=reactor,
+        seconds=90, path=str(HERE),
     )  # fmt: skip
-    timer = reactor.callLater(90, d.cancel)
-    out, err, code = await d
-    if timer.active():
-        timer.cancel()
     if code != 0:
         raise AssertionError(f"play.js exited {code}: {err.decode(errors='replace')[-3000:]}")
     return json.loads(out.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]

@@ -9,7 +9,6 @@ import tempfile
 from pathlib import Path
 
 from twisted.internet.defer import Deferred
-from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 from twisted.web.server import Request
 from twisted.web.static import File
@@ -18,21 +17,10 @@ from tests.integration import hls_media
 from tests.integration.harness import proxied_url, reactor, start_origin, start_proxy
 from tests.integration.origin import Scripted
 from tests.integration.test_ffmpeg_playback import framemd5
-from tests.tools import require_tool
+from tests.tools import require_tool, run_process
 
 # VLC refuses to run as root; CI runs as root, so VLC runs as this unprivileged user.
 PLAYER_USER = "hlsplayer"
-
-
-async def run(
-    executable: str, arguments: list[str], seconds: float = 60
-) -> tuple[bytes, bytes, int]:
-    d = getProcessOutputAndValue(executable, arguments, env=dict(os.environ), reactor=reactor)
-    timer = reactor.callLater(seconds, d.cancel)
-    result = await d
-    if timer.active():
-        timer.cancel()
-    return result  # type: ignore[no-any-return]
 
 
 def as_unprivileged(command: list[str]) -> tuple[str, list[str]]:
@@ -77,9 +65,9 @@ class PlayerTests(TestCase):
                 vlc, "-I", "dummy", "--no-interact", proxied_url(proxy, origin + "/master.m3u8"),
                 "--sout", f"#std{{access=file,mux=ts,dst={output}}}", "--play-and-exit", "vlc://quit",
             ])  # fmt: skip
-            _, err, code = await run(executable, arguments)
+            _, err, code = await run_process(executable, arguments)
             self.assertEqual(code, 0, err.decode(errors="replace")[-2000:])
-            probe, _, probe_code = await run(
+            probe, _, probe_code = await run_process(
                 ffprobe,
                 ["-v", "error", "-show_streams", "-show_format", "-of", "json", str(output)],
             )
@@ -96,7 +84,7 @@ class PlayerTests(TestCase):
             mpv = require_tool("mpv")
             origin, recording = start_origin(self, File(str(hls_media.fmp4_vod())))
             proxy = start_proxy(self)
-            _, err, code = await run(
+            _, err, code = await run_process(
                 mpv, ["--no-config", "--vo=null", "--ao=null", "--really-quiet",
                       proxied_url(proxy, origin + "/index.m3u8")],
             )  # fmt: skip
@@ -127,7 +115,7 @@ class PlayerTests(TestCase):
             files.putChild(b"live.m3u8", live_window(segments))
             origin, recording = start_origin(self, files)
             proxy = start_proxy(self)
-            _, err, code = await run(
+            _, err, code = await run_process(
                 ffmpeg, ["-nostdin", "-v", "error", "-i", proxied_url(proxy, origin + "/live.m3u8"),
                          "-t", "6", "-f", "null", "-"],
             )  # fmt: skip

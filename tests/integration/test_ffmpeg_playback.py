@@ -7,14 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from twisted.internet.defer import Deferred
-from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 from twisted.web.static import File
 
-from tests.tools import require_tool
+from tests.tools import require_tool, run_process
 
 from . import hls_media
-from .harness import client, proxied_url, reactor, start_origin, start_proxy
+from .harness import client, proxied_url, start_origin, start_proxy
 
 
 async def framemd5(url: str) -> list[str]:
@@ -22,11 +21,7 @@ async def framemd5(url: str) -> list[str]:
     ffmpeg = require_tool("ffmpeg")
     arguments = ["-nostdin", "-v", "error", "-rw_timeout", "20000000", "-i", url,
                  "-map", "0", "-f", "framemd5", "-"]  # fmt: skip
-    d = getProcessOutputAndValue(ffmpeg, arguments, reactor=reactor)
-    timeout = reactor.callLater(60, d.cancel)
-    out, err, code = await d
-    if timeout.active():
-        timeout.cancel()
+    out, err, code = await run_process(ffmpeg, arguments)
     if code != 0:
         raise AssertionError(f"ffmpeg exited {code}: {err.decode(errors='replace')[-2000:]}")
     return [line for line in out.decode().splitlines() if line and not line.startswith("#")]

@@ -1,20 +1,19 @@
-"""HLS playlists: rewrite every URI, and read the few facts the proxy needs. Pure.
+"""HLS playlists: rewrite every URI, and read the few facts the proxy needs. Pure, no I/O.
 
-Bytes in, bytes out, nothing lost: the body is decoded as UTF-8 with `surrogateescape`
-so any byte survives, line endings are kept as they were, and only URI text changes.
+Bytes in, bytes out, nothing lost: the body is decoded as UTF-8 with `surrogateescape` so
+any byte survives, line endings are kept as they were, and only URI text changes.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 import re
-from collections.abc import Callable
-from urllib.parse import urljoin
+from collections.abc import Callable, Iterator
 
 import attrs
 
 __all__ = [
-    "URI_ATTRIBUTES",
     "PlaylistInfo",
     "ProxyUrl",
     "UriKind",
@@ -27,144 +26,224 @@ __all__ = [
 class UriKind(enum.Enum):
     """What the player will do with a URI; decides how the proxy serves it."""
 
-    PLAYLIST = "p"
-    MEDIA = "m"
-    KEY = "k"
+    PLAYLIST = "p"  # loaded as a playlist, so it must be rewritten too
+    MEDIA = "m"  # segment, part, init map, session data, steering manifest, unknown tags
+    KEY = "k"  # EXT-X-KEY / EXT-X-SESSION-KEY
 
 
 ProxyUrl = Callable[[str, UriKind], str]
 
-_BOM = b"\xef\xbb\xbf"
-# Tag -> URI-bearing attribute -> kind. A tag not listed here still has its URI
-# attribute rewritten, as MEDIA (new tags appear in every draft of rfc8216bis).
-URI_ATTRIBUTES: dict[str, dict[str, UriKind]] = {
-    "EXT-X-KEY": {"URI": UriKind.KEY},
-    "EXT-X-SESSION-KEY": {"URI": UriKind.KEY},
-    "EXT-X-MAP": {"URI": UriKind.MEDIA},
-    "EXT-X-MEDIA": {"URI": UriKind.PLAYLIST},
-    "EXT-X-I-FRAME-STREAM-INF": {"URI": UriKind.PLAYLIST},
-    "EXT-X-RENDITION-REPORT": {"URI": UriKind.PLAYLIST},
-    "EXT-X-SESSION-DATA": {"URI": UriKind.MEDIA},
-    "EXT-X-PART": {"URI": UriKind.MEDIA},
-    "EXT-X-PRELOAD-HINT": {"URI": UriKind.MEDIA},
-    "EXT-X-CONTENT-STEERING": {"SERVER-URI": UriKind.MEDIA},
+# Tag -> (the attribute that holds its URI, what the URI is). A tag not listed here still
+# has its URI attribute rewritten, as MEDIA: new tags appear in every draft of rfc8216bis.
+_URI_ATTRIBUTES: dict[str, tuple[str, UriKind]] = {
+    "EXT-X-KEY": ("URI", UriKind.KEY),
+    "EXT-X-SESSION-KEY": ("URI", UriKind.KEY),
+    "EXT-X-MAP": ("URI", UriKind.MEDIA),
+    "EXT-X-MEDIA": ("URI", UriKind.PLAYLIST),
+    "EXT-X-I-FRAME-STREAM-INF": ("URI", UriKind.PLAYLIST),
+    # Roku image media playlists (thumbnails): the URI is a playlist, not an image.
+    "EXT-X-IMAGE-STREAM-INF": ("URI", UriKind.PLAYLIST),
+    "EXT-X-RENDITION-REPORT": ("URI", UriKind.PLAYLIST),
+    "EXT-X-SESSION-DATA": ("URI", UriKind.MEDIA),
+    "EXT-X-PART": ("URI", UriKind.MEDIA),
+    "EXT-X-PRELOAD-HINT": ("URI", UriKind.MEDIA),
+    "EXT-X-CONTENT-STEERING": ("SERVER-URI", UriKind.MEDIA),
 }
-_DEFAULT_ATTRIBUTES = {"URI": UriKind.MEDIA}
-# One attribute of an attribute list: NAME=value, the value quoted or up to a comma.
-_ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
-_LINES = re.compile(r"[^\r\n]*(?:\r\n|\n|\r)|[^\r\n]+$")
+_UNKNOWN_TAG = ("URI", UriKind.MEDIA)
+_MASTER_TAGS = frozenset({"EXT-X-STREAM-INF", "EXT-X-MEDIA", "EXT-X-I-FRAME-STREAM-INF"})
+
+_BOM = b"\xef\xbb\xbf"
+# RFC 8216 ends lines with LF or CRLF. A lone CR ends one too, as in hls.js, so a URI after
+# it is still proxied rather than fetched directly. The last match may be empty: harmless.
+_LINE = re.compile(r"([^\r\n]*)(\r\n|\n|\r|)")
+_SPACE = " \t\f\v"  # around a URI; WHATWG URL parsing strips these too
+# One token of an attribute list. An attribute only starts the list or follows a comma, so
+# `NAME="a,URI=b"` is one quoted value; the other alternatives swallow anything malformed.
+_ATTRIBUTE = re.compile(r'(?:^|(?<=,))[ \t]*([A-Z0-9-]+)=(?:"([^"]*)"|([^,"]*))|"[^"]*"?|[^,"]+|,')
+# RFC 3986 appendix B, with the scheme held to section 3.1 so `1:x` is a relative path.
+_REFERENCE = re.compile(r"(?:([A-Za-z][A-Za-z0-9+.-]*):)?(?://([^/?#]*))?([^?#]*)(?:\?([^#]*))?")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+_VARIABLE = re.compile(r"\{\$[A-Za-z0-9_-]+\}")
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
 _HTTP = ("http://", "https://")
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]*)?")
 
 
 def looks_like_playlist(head: bytes) -> bool:
-    """True if the bytes start like an HLS playlist (`#EXTM3U`, BOM and spaces allowed)."""
+    """True if the first bytes of a body start like an HLS playlist (BOM, whitespace allowed)."""
     return head.removeprefix(_BOM).lstrip().startswith(b"#EXTM3U")
 
 
-def _base_directory(base_url: str) -> str:
-    """The base URL up to the last `/` of its path: what a plain relative name joins to."""
-    without_query = base_url.partition("#")[0].partition("?")[0]
-    scheme_end = without_query.find("//") + 2
-    last_slash = without_query.rfind("/")
-    if last_slash < scheme_end:  # no path at all: http://host
-        return without_query + "/"
-    return without_query[: last_slash + 1]
+@attrs.frozen
+class _Base:
+    """The playlist's own URL, split once so each URI resolves against it cheaply."""
+
+    scheme: str | None
+    authority: str | None
+    path: str
+    query: str | None
+    directory: str | None  # "https://host/dir/" when plain names may simply be appended
 
 
-def _is_plain_relative(uri: str) -> bool:
-    """A relative name (`seg-1.ts?t=1`, `v/index.m3u8`) that joins by concatenation.
+def _parse_base(base_url: str) -> _Base:
+    scheme, authority, path, query = _split(base_url)
+    base = _Base(scheme and scheme.lower(), authority, path, query, None)
+    joined = _join(base, "x")  # a plain name; what precedes it is the directory
+    return attrs.evolve(base, directory=None if joined is None else joined[:-1])
 
-    Anything else (dot segments, `/root`, `//host`, `?q`, `#f`, a scheme) takes the
-    full RFC 3986 path through urljoin. This is the common case and 20x cheaper.
+
+def _split(reference: str) -> tuple[str | None, str | None, str, str | None]:
+    match = _REFERENCE.match(reference)
+    assert match is not None  # every part of the pattern is optional
+    scheme, authority, path, query = match.groups()
+    return scheme, authority, path, query
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 section 5.2.4, keeping empty segments (urljoin drops them from `a//b`)."""
+    if "." not in path:
+        return path
+    rooted = path.startswith("/")
+    segments = path.split("/")[1:] if rooted else path.split("/")
+    kept: list[str] = []
+    for segment in segments:
+        if segment == "..":
+            if kept:
+                kept.pop()
+        elif segment != ".":
+            kept.append(segment)
+    if segments[-1] in (".", ".."):
+        kept.append("")  # `a/b/..` names the directory `a/`
+    return ("/" if rooted else "") + "/".join(kept)
+
+
+def _join(base: _Base, uri: str) -> str | None:
+    """RFC 3986 section 5.2.2 (strict), without the fragment; None unless http(s).
+
+    Written out rather than urljoin, which collapses `a//b` to `a/b` and drops an empty
+    `?`: either can name a different object on the origin.
     """
-    if uri[0] in "/?#.":
-        return False
-    colon = uri.find(":")
-    return colon < 0 or "/" in uri[:colon] or "?" in uri[:colon]
+    scheme, authority, path, query = _split(uri)
+    if scheme is not None:
+        scheme, path = scheme.lower(), _remove_dot_segments(path)
+    elif authority is not None:
+        scheme, path = base.scheme, _remove_dot_segments(path)
+    else:
+        scheme, authority = base.scheme, base.authority
+        if not path:
+            path, query = base.path, base.query if query is None else query
+        elif path.startswith("/"):
+            path = _remove_dot_segments(path)
+        elif base.authority is not None and not base.path:
+            path = _remove_dot_segments("/" + path)
+        else:
+            path = _remove_dot_segments(base.path[: base.path.rfind("/") + 1] + path)
+    if scheme not in ("http", "https") or authority is None:
+        return None  # skd:, data:, urn:, ftp: ... are the player's business
+    return f"{scheme}://{authority}{path}" + ("" if query is None else "?" + query)
 
 
-def _resolve(base_url: str, uri: str, base_directory: str | None = None) -> str | None:
-    """The absolute http(s) URL of `uri`, or None when it must be left as it is."""
-    if "{$" in uri:
-        return None  # EXT-X-DEFINE variable: substituting is the player's job, not ours
-    if base_directory is not None and "/." not in uri and "#" not in uri:
+def _resolve(base: _Base, uri: str) -> str | None:
+    """The absolute http(s) URL `uri` names, or None when it must be left as it is.
+
+    The fragment is dropped: it never reaches the origin, and keeping it would make one
+    segment look like two to the caches. Bytes that were not UTF-8 come out %-encoded, so
+    the URL can always be encoded again.
+    """
+    if "{$" in uri and _VARIABLE.search(uri):
+        # EXT-X-DEFINE substitution is out of scope: the player substitutes, then fetches.
+        return None
+    resolved: str | None
+    # Shortcuts for the two common shapes; they give exactly what _join would.
+    if base.directory is not None and "#" not in uri and "/." not in uri:
         if uri.startswith(_HTTP):
-            return uri  # already absolute, nothing to normalise
-        if _is_plain_relative(uri):
-            return base_directory + uri
-    resolved = urljoin(base_url, uri)
-    if not resolved.lower().startswith(_HTTP):
-        return None  # skd://, data:, urn: ... stay untouched
-    return resolved.partition("#")[0]
+            resolved = uri
+        elif uri[0] not in "/?." and (":" not in uri or _SCHEME.match(uri) is None):
+            resolved = base.directory + uri
+        else:
+            resolved = _join(base, uri)
+    else:
+        resolved = _join(base, uri)
+    if resolved is None or resolved.isascii():
+        return resolved
+    return _UNDECODABLE.sub(lambda escaped: f"%{ord(escaped[0]) - 0xDC00:02X}", resolved)
 
 
-def _rewrite_attributes(
-    attributes: str,
-    wanted: dict[str, UriKind],
-    base_url: str,
-    base_directory: str,
-    proxy_url: ProxyUrl,
-) -> str:
-    def replace(match: re.Match[str]) -> str:
-        name, value = match.group(1), match.group(2)
-        kind = wanted.get(name)
-        if kind is None or len(value) < 2 or not value.startswith('"') or not value.endswith('"'):
-            return match.group(0)
-        resolved = _resolve(base_url, value[1:-1], base_directory)
-        if resolved is None:
-            return match.group(0)
-        return f'{name}="{proxy_url(resolved, kind)}"'
-
-    return _ATTRIBUTE.sub(replace, attributes)
+def _rewrite_uri(text: str, uri: str, kind: UriKind, base: _Base, proxy_url: ProxyUrl) -> str:
+    """`text` with `uri` (itself minus surrounding whitespace) replaced, if it is proxied."""
+    resolved = _resolve(base, uri)
+    if resolved is None:
+        return text
+    replacement = proxy_url(resolved, kind)
+    if len(uri) == len(text):
+        return replacement
+    start = len(text) - len(text.lstrip(_SPACE))
+    return text[:start] + replacement + text[start + len(uri) :]
 
 
-def _split_ending(line: str) -> tuple[str, str]:
-    if line.endswith("\r\n"):
-        return line[:-2], "\r\n"
-    if line.endswith(("\n", "\r")):
-        return line[:-1], line[-1]
-    return line, ""
+def _tag_name(stripped: str) -> str:
+    """`EXT-X-KEY` for `#EXT-X-KEY:METHOD=...`."""
+    return stripped[1:].partition(":")[0].rstrip(_SPACE)
+
+
+def _attributes(attribute_list: str) -> Iterator[tuple[str, str | None, str | None, int]]:
+    """(name, quoted value, unquoted value, where the quoted value starts) per attribute."""
+    for token in _ATTRIBUTE.finditer(attribute_list):
+        if token[1] is not None:
+            yield token[1], token[2], token[3], token.start(2)
+
+
+def _rewrite_tag(content: str, base: _Base, proxy_url: ProxyUrl) -> str:
+    """A tag line with its URI attribute's value replaced inside the quotes."""
+    colon = content.find(":")
+    if colon < 0:
+        return content
+    wanted, kind = _URI_ATTRIBUTES.get(_tag_name(content.lstrip(_SPACE)), _UNKNOWN_TAG)
+    attribute_list = content[colon + 1 :]
+    pieces: list[str] = []
+    done = 0
+    for name, quoted, _, start in _attributes(attribute_list):
+        if name != wanted or quoted is None or not quoted.strip(_SPACE):
+            continue  # unquoted or empty: not a URI a player would load
+        pieces.append(attribute_list[done:start])
+        pieces.append(_rewrite_uri(quoted, quoted.strip(_SPACE), kind, base, proxy_url))
+        done = start + len(quoted)
+    if not pieces:
+        return content
+    return content[: colon + 1] + "".join(pieces) + attribute_list[done:]
+
+
+def _decode(body: bytes) -> str:
+    # RFC 8216 forbids a BOM and clients should refuse one, so it is dropped, not kept.
+    return body.removeprefix(_BOM).decode("utf-8", "surrogateescape")
 
 
 def rewrite_playlist(body: bytes, base_url: str, proxy_url: ProxyUrl) -> bytes:
-    """The playlist with every URI replaced by `proxy_url(absolute URL, kind)`."""
-    text = body.removeprefix(_BOM).decode("utf-8", "surrogateescape")
-    base_directory = _base_directory(base_url)
+    """The playlist with every http(s) URI replaced by `proxy_url(absolute URL, kind)`.
+
+    URI lines and the URI attributes of tags are resolved against `base_url` (the final
+    URL, after redirects). Everything else is returned byte for byte, minus a leading BOM.
+    """
+    base = _parse_base(base_url)
     out: list[str] = []
     append = out.append
-    next_uri_kind = UriKind.MEDIA
-    for line in _LINES.findall(text):
-        if line[:1] == "#":
-            if "URI=" in line and line.startswith("#EXT"):
-                content, ending = _split_ending(line)
-                tag, colon, attributes = content[1:].partition(":")
-                if colon:
-                    wanted = URI_ATTRIBUTES.get(tag, _DEFAULT_ATTRIBUTES)
-                    rewritten = _rewrite_attributes(
-                        attributes, wanted, base_url, base_directory, proxy_url
-                    )
-                    line = f"#{tag}:{rewritten}{ending}"
-                if tag == "EXT-X-STREAM-INF":
-                    next_uri_kind = UriKind.PLAYLIST
-            elif line.startswith("#EXT-X-STREAM-INF"):
-                next_uri_kind = UriKind.PLAYLIST
-            append(line)
-            continue
-        content = line.rstrip("\r\n")
-        uri = content.strip()
-        if not uri:
-            append(line)
-            continue
-        resolved = _resolve(base_url, uri, base_directory)
-        if resolved is not None:
-            replacement = proxy_url(resolved, next_uri_kind)
-            if uri is content or uri == content:
-                line = replacement + line[len(content) :]
-            else:
-                start = content.index(uri)
-                line = content[:start] + replacement + line[start + len(uri) :]
-        append(line)
-        next_uri_kind = UriKind.MEDIA
+    line_kind = UriKind.MEDIA  # PLAYLIST between an EXT-X-STREAM-INF and its URI line
+    for content, ending in _LINE.findall(_decode(body)):
+        stripped = content if content[:1] == "#" else content.strip(_SPACE)
+        if not stripped:
+            pass
+        elif stripped[0] != "#":
+            content = _rewrite_uri(content, stripped, line_kind, base, proxy_url)
+            line_kind = UriKind.MEDIA
+        elif stripped.startswith("#EXT"):  # any other `#` line is a comment, kept as is
+            if "URI=" in stripped:
+                content = _rewrite_tag(content, base, proxy_url)
+            if stripped.startswith("#EXT-X-STREAM-INF") and (
+                _tag_name(stripped) == "EXT-X-STREAM-INF"
+            ):
+                line_kind = UriKind.PLAYLIST
+        append(content)
+        append(ending)
     return "".join(out).encode("utf-8", "surrogateescape")
 
 
@@ -179,41 +258,44 @@ class PlaylistInfo:
     segment_urls: tuple[str, ...]
 
 
-def _number(text: str) -> float | None:
-    try:
-        value = float(text.strip())
-    except ValueError:
+def _number(text: str | None) -> float | None:
+    """A non-negative decimal, or None for anything else (`nan`, `1e3`, `-1`, `x`)."""
+    text = None if text is None else text.strip(_SPACE)
+    if text is None or _NUMBER.fullmatch(text) is None:
         return None
-    return value if value >= 0 else None
+    value = float(text)
+    return value if math.isfinite(value) else None
 
 
 def playlist_info(body: bytes, base_url: str) -> PlaylistInfo:
     """Master or media, live or not, target durations, and the segment URLs in order."""
-    text = body.removeprefix(_BOM).decode("utf-8", "surrogateescape")
+    base = _parse_base(base_url)
     is_master = ended = False
-    target: float | None = None
-    part_target: float | None = None
+    target_s: float | None = None
+    part_target_s: float | None = None
     segments: list[str] = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith("#"):
-            if line.startswith(("#EXT-X-STREAM-INF", "#EXT-X-MEDIA:", "#EXT-X-I-FRAME-STREAM-INF")):
+    for content, _ in _LINE.findall(_decode(body)):
+        line = content.strip(_SPACE)
+        if line.startswith("#EXT"):
+            name, _, value = line[1:].partition(":")
+            if name in _MASTER_TAGS:
                 is_master = True
-            elif line.startswith("#EXT-X-ENDLIST"):
+            elif name == "EXT-X-ENDLIST":
                 ended = True
-            elif line.startswith("#EXT-X-TARGETDURATION:"):
-                target = _number(line.partition(":")[2])
-            elif line.startswith("#EXT-X-PART-INF:"):
-                match = re.search(r"PART-TARGET=([0-9.]+)", line)
-                part_target = _number(match.group(1)) if match else None
-        elif line and not is_master:
-            resolved = _resolve(base_url, line)
+            elif name == "EXT-X-TARGETDURATION" and target_s is None:
+                target_s = _number(value)
+            elif name == "EXT-X-PART-INF" and part_target_s is None:
+                for attribute, _, unquoted, _ in _attributes(value):
+                    if attribute == "PART-TARGET":
+                        part_target_s = _number(unquoted)
+        elif line and line[0] != "#":
+            resolved = _resolve(base, line)
             if resolved is not None:
                 segments.append(resolved)
     return PlaylistInfo(
         is_master=is_master,
         is_live=not is_master and not ended,
-        target_duration_s=target,
-        part_target_s=part_target,
-        segment_urls=tuple(segments) if not is_master else (),
+        target_duration_s=target_s,
+        part_target_s=part_target_s,
+        segment_urls=() if is_master else tuple(segments),
     )

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred
-
-__all__ = ["ProxyError", "bad_gateway", "bad_request", "forbidden", "gateway_timeout", "settle"]
+__all__ = ["ProxyError", "bad_gateway", "bad_request", "forbidden", "gateway_timeout"]
 
 
 class ProxyError(Exception):
@@ -17,16 +15,6 @@ class ProxyError(Exception):
 
     def __str__(self) -> str:
         return f"{self.status} {self.message}"
-
-
-def settle(done: Deferred[None], error: ProxyError | None) -> None:
-    """Fire `done` once: with None, or with the error the client was answered with."""
-    if done.called:
-        return
-    if error is None:
-        done.callback(None)
-    else:
-        done.errback(error)
 
 
 def bad_request(message: str) -> ProxyError:

@@ -34,67 +34,61 @@ from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import ResponseDone
-from twisted.web.http import PotentialDataLoss
 from twisted.web.server import Request
 
-from .cache import ByteLru, CachedBody
+from .bodies import DONE, Answer, HeldBody, SilenceTimer, ended_cleanly
+from .cache import ByteLru
 from .errors import ProxyError, bad_gateway, gateway_timeout
-from .relay import BodyTap
+from .media import ResponseHead, write_head
 from .viewers import Body, Viewer
 
-__all__ = ["FanOut", "Handover", "NotMedia", "Opened", "ResponseHead", "parse_range"]
+__all__ = ["CachedBody", "Diverted", "FanOut", "Opened", "parse_range"]
 
 log = Logger()
 
-Headers = tuple[tuple[bytes, tuple[bytes, ...]], ...]
-
-
-class Handover(Exception):
-    """The upstream answered with another kind of thing than expected.
-
-    It carries the response, body unread, so that the first waiter can serve it the
-    ordinary way instead of fetching it again; later waiters get None and fetch anew.
-    """
-
-    def __init__(self, response: Any, tap: BodyTap) -> None:
-        super().__init__()
-        self._taken: tuple[Any, BodyTap] | None = (response, tap)
-
-    def claim(self) -> tuple[Any, BodyTap] | None:
-        taken, self._taken = self._taken, None
-        return taken
-
-    def discard(self) -> None:
-        taken = self.claim()
-        if taken is not None:
-            taken[1].discard()
-
-
-class NotMedia(Handover):
-    """The upstream answered a media request with a playlist."""
-
 
 @attrs.frozen
-class ResponseHead:
-    """Status and headers every viewer of a fetch is answered with."""
+class CachedBody:
+    """A complete upstream 200 response: its head and its body as the chunks it came in."""
 
-    code: int
-    headers: Headers
-    length: int | None
-    cacheable: bool
-    ttl_s: float | None = None
+    head: ResponseHead
+    chunks: tuple[bytes, ...]
+    length: int
+
+    def slice(self, start: int, end: int) -> tuple[bytes, ...]:
+        """The body bytes [start, end) as chunks, without joining the whole body."""
+        out: list[bytes] = []
+        offset = 0
+        for chunk in self.chunks:
+            chunk_end = offset + len(chunk)
+            if chunk_end > start and offset < end:
+                out.append(chunk[max(0, start - offset) : min(len(chunk), end - offset)])
+            offset = chunk_end
+            if offset >= end:
+                break
+        return tuple(out)
 
 
 @attrs.frozen
 class Opened:
-    """An upstream response whose body is held in `tap`, not yet read."""
+    """An upstream media response whose body is held in `body`, not yet read."""
 
     head: ResponseHead
-    tap: BodyTap
+    body: HeldBody
 
 
-Opener = Callable[[], Coroutine[Any, Any, Opened]]
+@attrs.frozen
+class Diverted:
+    """The upstream answered with a playlist where media was expected.
+
+    The first waiter gets the `answer` (body unread) to serve the ordinary way instead
+    of fetching it again; later waiters get None and fetch on their own.
+    """
+
+    answer: Answer | None
+
+
+Opener = Callable[[], Coroutine[Any, Any, "Opened | Diverted"]]
 
 
 def parse_range(value: str, length: int) -> tuple[int, int] | bool | None:
@@ -121,7 +115,7 @@ def parse_range(value: str, length: int) -> tuple[int, int] | bool | None:
 
 
 class _FetchProtocol(Protocol):
-    """Given to deliverBody: hands the body's bytes and its end to the fetch."""
+    """Given to the held body: hands the body's bytes and its end to the fetch."""
 
     def __init__(self, fetch: _Fetch) -> None:
         self._fetch = fetch
@@ -132,8 +126,8 @@ class _FetchProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         self._fetch.data_received(data)
 
-    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:  # noqa: B008
-        self._fetch.ended(reason.check(ResponseDone, PotentialDataLoss) is not None)
+    def connectionLost(self, reason: Failure = DONE) -> None:
+        self._fetch.ended(ended_cleanly(reason))
 
 
 class _Fetch(Body):
@@ -149,10 +143,10 @@ class _Fetch(Body):
         self.retained_bytes = 0
         self.upstream: IPushProducer | None = None
         self.viewers: list[Viewer] = []
-        self._head_waiters: list[Deferred[ResponseHead]] = []
-        self._opening: Deferred[Opened] | None = None
+        self._head_waiters: list[Deferred[ResponseHead | Diverted]] = []
+        self._opening: Deferred[Opened | Diverted] | None = None
         self._upstream_paused = False
-        self._timer: Any = None
+        self._timer: SilenceTimer | None = None
 
     @property
     def joinable(self) -> bool:
@@ -162,14 +156,15 @@ class _Fetch(Body):
         self._opening = Deferred.fromCoroutine(open_upstream())
         self._opening.addCallbacks(self._opened, self._open_failed)
 
-    def wait_head(self) -> Deferred[ResponseHead]:
+    def wait_head(self) -> Deferred[ResponseHead | Diverted]:
+        waiter: Deferred[ResponseHead | Diverted] = Deferred(canceller=self._head_waiter_left)
         if self.head is not None:
-            return _fired(self.head)
-        waiter: Deferred[ResponseHead] = Deferred(canceller=self._head_waiter_left)
-        self._head_waiters.append(waiter)
+            waiter.callback(self.head)
+        else:
+            self._head_waiters.append(waiter)
         return waiter
 
-    def _head_waiter_left(self, waiter: Deferred[ResponseHead]) -> None:
+    def _head_waiter_left(self, waiter: Deferred[ResponseHead | Diverted]) -> None:
         if waiter in self._head_waiters:
             self._head_waiters.remove(waiter)
         if self.head is None and not self._head_waiters and not self.pinned:
@@ -177,8 +172,16 @@ class _Fetch(Body):
             if self._opening is not None and not self._opening.called:
                 self._opening.cancel()
 
-    def _opened(self, opened: Opened) -> None:
-        self.head = head = opened.head
+    def _opened(self, result: Opened | Diverted) -> None:
+        waiters, self._head_waiters = self._head_waiters, []
+        if isinstance(result, Diverted):
+            self._forget()
+            for index, waiter in enumerate(waiters):
+                waiter.callback(result if index == 0 else Diverted(None))
+            if not waiters and result.answer is not None:
+                result.answer.body.discard()  # a prefetch that found a playlist
+            return
+        self.head = head = result.head
         fanout = self._fanout
         cache = fanout.cache
         self.retained = (
@@ -186,11 +189,10 @@ class _Fetch(Body):
             and (head.length is None or head.length <= cache.max_object_bytes)
             and fanout.retained_bytes + (head.length or 0) <= cache.budget_bytes
         )
-        self._timer = fanout.clock.callLater(fanout.silence_timeout_s, self._silent)
-        waiters, self._head_waiters = self._head_waiters, []
+        self._timer = SilenceTimer(fanout.clock, fanout.silence_timeout_s, self._silent)
         for waiter in waiters:
             waiter.callback(head)  # each viewer attaches now, before any byte is delivered
-        opened.tap.hand_over(_FetchProtocol(self))
+        result.body.hand_over(_FetchProtocol(self))
         self._maybe_cancel()
 
     def _open_failed(self, failure: Failure) -> None:
@@ -198,11 +200,7 @@ class _Fetch(Body):
         waiters, self._head_waiters = self._head_waiters, []
         for waiter in waiters:
             waiter.errback(failure)
-        if waiters:
-            return
-        if isinstance(failure.value, Handover):
-            failure.value.discard()
-        elif not failure.check(CancelledError, ProxyError):
+        if not waiters and not failure.check(CancelledError, ProxyError):
             log.failure("prefetch failed", failure)
 
     def attach(self, viewer: Viewer) -> None:
@@ -212,8 +210,8 @@ class _Fetch(Body):
     def data_received(self, data: bytes) -> None:
         if self.error is not None or self.complete:
             return
-        if self._timer is not None and self._timer.active():
-            self._timer.reset(self._fanout.silence_timeout_s)
+        if self._timer is not None:
+            self._timer.reset()
         self.chunks.append(data)
         self.received += len(data)
         fanout = self._fanout
@@ -301,23 +299,25 @@ class _Fetch(Body):
     def ended(self, clean: bool) -> None:
         if self.error is not None or self.complete:
             return
-        if self._timer is not None and self._timer.active():
+        if self._timer is not None:
             self._timer.cancel()
+        head = self.head
+        if head is not None and head.length is not None and self.received != head.length:
+            clean = False  # a body short of its Content-Length never looks complete
         if not clean:
             self._fail(bad_gateway("upstream failed mid-body"))
             return
         self.complete = True
         self._forget()
-        head = self.head
         if self.retained and head is not None:
-            cached = CachedBody(head.headers, tuple(self.chunks), self.received)
+            cached = CachedBody(head, tuple(self.chunks), self.received)
             self._fanout.cache.put(self._key, cached, self.received, head.ttl_s)
         self._unretain()
         for viewer in list(self.viewers):
             viewer.pump()
 
     def _unretain(self) -> None:
-        if self._timer is not None and self._timer.active():
+        if self._timer is not None:
             self._timer.cancel()
         if self.retained:
             self._fanout.retained_bytes -= self.retained_bytes
@@ -326,12 +326,6 @@ class _Fetch(Body):
     def _forget(self) -> None:
         if self._fanout.inflight.get(self._key) is self:
             del self._fanout.inflight[self._key]
-
-
-def _fired(value: ResponseHead) -> Deferred[ResponseHead]:
-    d: Deferred[ResponseHead] = Deferred()
-    d.callback(value)
-    return d
 
 
 class FanOut:
@@ -356,25 +350,42 @@ class FanOut:
         self.coalesced = 0
         self.detached_viewers = 0
 
-    async def serve(self, request: Request, key: Hashable, open_upstream: Opener) -> None:
-        """Answer a GET for `key`. Raises `NotMedia` when the upstream sent a playlist."""
+    def stats(self) -> dict[str, int]:
+        return {
+            "coalesced_requests": self.coalesced,
+            "upstream_fetches": self.upstream_fetches,
+            "upstream_received_bytes": self.upstream_bytes,
+            "detached_viewers": self.detached_viewers,
+        }
+
+    def cached_head(self, key: Hashable) -> ResponseHead | None:
+        """The head a GET of `key` would be answered with, if the object is cached."""
+        cached = self.cache.get(key)
+        return None if cached is None else cached.head
+
+    async def serve(
+        self, request: Request, key: Hashable, open_upstream: Opener
+    ) -> Diverted | None:
+        """Answer a GET for `key`; a `Diverted` when the upstream sent a playlist instead."""
         cached = self.cache.get(key)
         if cached is not None:
             await self._serve_cached(request, cached)
-            return
+            return None
         fetch = self.inflight.get(key)
         if fetch is None or not fetch.joinable:
             fetch = self._start(key, open_upstream, pinned=False)
         else:
             self.coalesced += 1
         head = await fetch.wait_head()
+        if isinstance(head, Diverted):
+            return head
         if not fetch.joinable:  # it ended or moved on in between: serve on our own
-            await self.serve(request, key, open_upstream)
-            return
-        _write_head(request, head.code, head.headers, head.length)
+            return await self.serve(request, key, open_upstream)
+        write_head(request, head)
         viewer = Viewer(request, fetch)
         fetch.attach(viewer)
         await viewer.done
+        return None
 
     def prefetch(self, key: Hashable, open_upstream: Opener) -> None:
         """Fetch `key` into the cache if it is neither cached nor being fetched."""
@@ -390,7 +401,8 @@ class FanOut:
         if_range = request.getHeader(b"if-range")
         if if_range is not None:
             validator = if_range.encode("latin-1") if isinstance(if_range, str) else if_range
-            if validator not in (cached.header(b"etag"), cached.header(b"last-modified")):
+            head = cached.head
+            if validator not in (head.header(b"etag"), head.header(b"last-modified")):
                 await self._serve_cached(request, cached)
                 return True
         wanted = parse_range(range_value.decode("latin-1"), cached.length)
@@ -405,15 +417,16 @@ class FanOut:
         assert isinstance(wanted, tuple)
         start, end = wanted
         content_range = b"bytes %d-%d/%d" % (start, end - 1, cached.length)
-        headers = (*cached.headers, (b"content-range", (content_range,)))
-        _write_head(request, 206, headers, end - start)
+        head = cached.head
+        headers = (*head.headers, (b"content-range", (content_range,)))
+        write_head(request, attrs.evolve(head, code=206, headers=headers, length=end - start))
         viewer = Viewer(request, Body.whole(cached.slice(start, end)))
         viewer.start()
         await viewer.done
         return True
 
     async def _serve_cached(self, request: Request, cached: CachedBody) -> None:
-        _write_head(request, 200, cached.headers, cached.length)
+        write_head(request, attrs.evolve(cached.head, length=cached.length))
         viewer = Viewer(request, Body.whole(cached.chunks))
         viewer.start()
         await viewer.done
@@ -424,11 +437,3 @@ class FanOut:
         self.upstream_fetches += 1
         fetch.start(open_upstream)
         return fetch
-
-
-def _write_head(request: Request, code: int, headers: Headers, length: int | None) -> None:
-    request.setResponseCode(code)
-    for name, values in headers:
-        request.responseHeaders.setRawHeaders(name, list(values))
-    if length is not None:
-        request.setHeader(b"content-length", b"%d" % length)

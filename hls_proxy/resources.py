@@ -15,14 +15,19 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from . import __version__
+from ._http import abort_client
 from .access import require_api_key
 from .bypass import entry_stream
+from .config import Config
 from .errors import ProxyError, forbidden
+from .forwarded import Forwarding
 from .metrics import Metrics, endpoint_of
+from .observe import ObservedRequest
 from .playlist import UriKind
-from .serving import Proxy
+from .serving import Dispatcher
 from .signing import BadSignature, Signer
 from .streams import StreamRegistry
+from .target import Target
 from .urls import parse_entry_query
 from .webpage import Assets, Page
 
@@ -52,7 +57,7 @@ def render_error(request: Request, status: int, message: str) -> None:
     if request.channel is None or request.finished:
         return
     if request.startedWriting:
-        request.channel.transport.abortConnection()  # type: ignore[union-attr]
+        abort_client(request)
         return
     body = message.encode("utf-8", "replace") + b"\n"
     request.setResponseCode(status)
@@ -116,21 +121,30 @@ def _run(request: Request, work: Callable[[], Coroutine[Any, Any, None]]) -> int
     return NOT_DONE_YET
 
 
+async def _serve(dispatcher: Dispatcher, request: Request, target: Target) -> None:
+    if isinstance(request, ObservedRequest):
+        request.stream_id = target.stream.stream_id  # for the access log
+    await dispatcher.serve(request, target)
+
+
 class _Entry(_Endpoint):
     """`/playlist.m3u8?url=` (a playlist is required) and `/stream?url=` (anything)."""
 
-    def __init__(self, proxy: Proxy, require_playlist: bool) -> None:
+    def __init__(self, dispatcher: Dispatcher, config: Config, require_playlist: bool) -> None:
         super().__init__()
-        self._proxy = proxy
+        self._dispatcher = dispatcher
+        self._api_key = config.api_key
+        self._bypass_by_default = config.bypass == "auto"
         self._require_playlist = require_playlist
 
     def render_GET(self, request: Request) -> int:
         async def work() -> None:
-            require_api_key(request, self._proxy.api_key)
+            require_api_key(request, self._api_key)
             entry = parse_entry_query(_query(request))
-            spec = entry_stream(entry, self._proxy.bypass_by_default)
+            spec = entry_stream(entry, self._bypass_by_default)
             kind = UriKind.PLAYLIST if self._require_playlist else UriKind.MEDIA
-            await self._proxy.serve(request, spec, entry.url, kind, self._require_playlist)
+            target = Target(spec, entry.url, kind, strict=self._require_playlist)
+            await _serve(self._dispatcher, request, target)
 
         return _run(request, work)
 
@@ -138,19 +152,20 @@ class _Entry(_Endpoint):
 class _Child(_Endpoint):
     """`/p/...`: a signed child URL minted by a rewrite."""
 
-    def __init__(self, proxy: Proxy, signer: Signer) -> None:
+    def __init__(self, dispatcher: Dispatcher, signer: Signer) -> None:
         super().__init__()
-        self._proxy = proxy
+        self._dispatcher = dispatcher
         self._signer = signer
 
     def render_GET(self, request: Request) -> int:
         async def work() -> None:
             segments = [part.decode("latin-1") for part in request.postpath or []]
             try:
-                target = self._signer.verify(segments)
+                child = self._signer.verify(segments)
             except BadSignature as error:
                 raise forbidden(str(error)) from None
-            await self._proxy.serve(request, target.stream, target.url, target.kind)
+            target = Target(child.stream, child.url, child.kind)
+            await _serve(self._dispatcher, request, target)
 
         return _run(request, work)
 
@@ -206,23 +221,25 @@ class _Metrics(_Endpoint):
 
 
 def build_root(
-    proxy: Proxy,
+    config: Config,
+    dispatcher: Dispatcher,
     signer: Signer,
     registry: StreamRegistry,
     clock: IReactorTime,
+    forwarding: Forwarding,
     metrics: Metrics | None = None,
 ) -> Resource:
     """The whole public URL space of the proxy."""
-    playlist = _Entry(proxy, require_playlist=True)
-    stream = _Entry(proxy, require_playlist=False)
+    playlist = _Entry(dispatcher, config, require_playlist=True)
+    stream = _Entry(dispatcher, config, require_playlist=False)
     children: dict[bytes, IResource] = {
-        b"": Page(proxy.hlsjs_url, proxy.forwarding),
+        b"": Page(config.hlsjs_url, forwarding),
         b"assets": Assets(),
         b"playlist.m3u8": playlist,
         b"playlist": playlist,
         b"stream": stream,
         b"mx": stream,
-        b"p": _Child(proxy, signer),
+        b"p": _Child(dispatcher, signer),
         b"health": _Health(clock, registry),
         b"metrics": _Metrics(metrics or Metrics()),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from twisted.application import strports
 from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService
@@ -14,22 +15,33 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from .config import Config
+from .forwarded import Forwarding
 from .guard import Guard, UnverifiedTLS, UpstreamRefused
 from .metrics import Metrics, upstream_outcome
 from .observe import ObservedSite
 from .resources import build_root
-from .serving import Proxy
+from .serving import Dispatcher
 from .signing import Signer, StreamSpec
 from .streams import StreamRegistry
 from .upstream import Upstream
 
-__all__ = ["ProxyService", "build", "build_site"]
+__all__ = ["Parts", "ProxyService", "build", "build_site"]
 
 log = Logger()
 
 
-def build_site(config: Config, reactor: Any) -> tuple[ObservedSite, StreamRegistry]:
-    """The HTTP site and the stream registry it serves from."""
+@attrs.frozen
+class Parts:
+    """What `build_site` wires together, as handles for the service and for tests."""
+
+    site: ObservedSite
+    registry: StreamRegistry
+    dispatcher: Dispatcher
+    metrics: Metrics
+
+
+def build_site(config: Config, reactor: Any) -> Parts:
+    """The HTTP site and everything it serves from."""
     tls_policy = UnverifiedTLS() if config.insecure_upstream else None
     guard = Guard(
         reactor,
@@ -63,31 +75,28 @@ def build_site(config: Config, reactor: Any) -> tuple[ObservedSite, StreamRegist
 
     registry = StreamRegistry(reactor, make_upstream, config.stream_idle_timeout_s)
     signer = Signer(config.secret, config.old_secrets, config.url_ttl_s, reactor)
-    proxy = Proxy(config, reactor, registry, signer)
+    dispatcher = Dispatcher(config, reactor, registry, signer)
+    forwarding = Forwarding(config.trusted_proxies, config.public_url)
+    root = build_root(config, dispatcher, signer, registry, reactor, forwarding, metrics)
     site = ObservedSite(
-        build_root(proxy, signer, registry, reactor, metrics),
+        root,
         reactor,
         metrics,
         max_clients=config.max_clients,
         header_timeout_s=config.client_header_timeout_s,
         idle_timeout_s=config.client_idle_timeout_s,
-        forwarding=proxy.forwarding,
+        forwarding=forwarding,
     )
+    fanout = dispatcher.fanout
     metrics.watch(
         lambda: {
-            "cache_hits": proxy.fanout.cache.hits,
-            "cache_misses": proxy.fanout.cache.misses,
-            "cache_evictions": proxy.fanout.cache.evictions,
-            "cache_bytes": proxy.fanout.cache.used_bytes,
-            "coalesced_requests": proxy.fanout.coalesced,
-            "upstream_fetches": proxy.fanout.upstream_fetches,
-            "upstream_received_bytes": proxy.fanout.upstream_bytes,
-            "detached_viewers": proxy.fanout.detached_viewers,
+            **{f"cache_{name}": value for name, value in fanout.cache.stats().items()},
+            **fanout.stats(),
             "active_streams": len(registry),
             "client_connections": site.open_connections,
         }
     )
-    return site, registry
+    return Parts(site, registry, dispatcher, metrics)
 
 
 class ProxyService(MultiService):
@@ -114,8 +123,9 @@ class ProxyService(MultiService):
                 "--insecure-upstream: upstream TLS certificates are NOT verified; anyone on "
                 "the path to an upstream can impersonate it"
             )
-        site, self.registry = build_site(self._config, self._reactor)
-        self.site = site
+        parts = build_site(self._config, self._reactor)
+        self.registry, self.site = parts.registry, parts.site
+        site = parts.site
         if self._listen is not None:
             self._listen(site).setServiceParent(self)
         else:

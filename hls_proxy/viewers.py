@@ -12,7 +12,8 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from .errors import ProxyError, settle
+from ._http import abort_client, finish_if_connected, settle
+from .errors import ProxyError
 
 __all__ = ["Body", "Viewer"]
 
@@ -112,9 +113,7 @@ class Viewer:
     def _finish(self) -> None:
         if self._end():
             return
-        if self._request.channel is not None:
-            self._request.unregisterProducer()
-            self._request.finish()
+        finish_if_connected(self._request)
         self.body.detach(self)
         self._settle(None)
 
@@ -122,9 +121,7 @@ class Viewer:
         """End this viewer by aborting its connection (never a clean-looking short body)."""
         if self._end():
             return
-        if self._request.channel is not None:
-            self._request.unregisterProducer()
-            self._request.channel.transport.abortConnection()  # type: ignore[union-attr]
+        abort_client(self._request)
         self.body.detach(self)
         self._settle(error)
 

@@ -8,17 +8,11 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from hls_proxy.cache import (
-    ByteLru,
-    CachedBody,
-    Coalescer,
-    etag_for,
-    etag_matches,
-    playlist_ttl_s,
-    with_ll_hls,
-)
-from hls_proxy.fanout import parse_range
+from hls_proxy.cache import ByteLru, Coalescer
+from hls_proxy.fanout import CachedBody, parse_range
+from hls_proxy.media import ResponseHead
 from hls_proxy.playlist import playlist_info
+from hls_proxy.playlists import etag_for, etag_matches, playlist_ttl_s, with_ll_hls
 
 LIVE = b"#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXTINF:6,\na.ts\n#EXTINF:6,\nb.ts\n"
 LL = b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-PART-INF:PART-TARGET=1.0\n#EXTINF:4,\na.ts\n"
@@ -78,7 +72,7 @@ class ByteLruTests(SynchronousTestCase):
 
 class CachedBodyTests(SynchronousTestCase):
     def test_slice_spans_chunks(self) -> None:
-        body = CachedBody((), (b"abc", b"defg", b"hi"), 9)
+        body = CachedBody(ResponseHead(200, (), 9, True), (b"abc", b"defg", b"hi"), 9)
         for start, end in [(0, 9), (0, 1), (2, 5), (3, 7), (8, 9), (4, 4)]:
             self.assertEqual(b"".join(body.slice(start, end)), b"abcdefghi"[start:end])
 

@@ -2,7 +2,7 @@
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from hls_proxy.serving import content_type_for
+from hls_proxy.media import content_type_for
 
 
 class ContentTypeTests(SynchronousTestCase):

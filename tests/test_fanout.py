@@ -7,68 +7,14 @@ proxy dials on the MemoryReactorClock is fed raw HTTP bytes by the test.
 from __future__ import annotations
 
 import random
-from typing import Any
 
-from twisted.internet.address import IPv4Address
-from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from hls_proxy.config import Config
 from hls_proxy.playlist import UriKind
-from hls_proxy.service import build_site
-from hls_proxy.signing import Signer
-from hls_proxy.streams import stream_spec
 
-SECRET = b"fanout-test"
-
-
-def child(url: str, kind: UriKind = UriKind.MEDIA, entry: str = "http://o.example/i.m3u8") -> str:
-    signer = Signer(SECRET)
-    spec = stream_spec(entry, {})
-    return signer.child_path(signer.stream_part(spec), url, kind)
-
-
-def head(length: int, extra: bytes = b"") -> bytes:
-    return (
-        b'HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: video/mp2t\r\nETag: "e1"\r\n'
-        + extra
-        + b"Content-Length: %d\r\n\r\n" % length
-    )
-
-
-class Proxy:
-    def __init__(self, case: SynchronousTestCase, **config: Any) -> None:
-        self.reactor = MemoryReactorClock()
-        settings: dict[str, Any] = {"secret": SECRET, "allow_private": True}
-        settings.update(config)
-        self.site, registry = build_site(Config(**settings), self.reactor)
-        self.proxy = self.site.resource._children_by_name[b"p"]._proxy
-        self.upstreams: list[tuple[StringTransport, Any]] = []
-        case.addCleanup(registry.close_all)
-
-    def get(self, path: str, headers: str = "") -> tuple[StringTransport, Any]:
-        transport = StringTransport()
-        channel = self.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
-        channel.makeConnection(transport)
-        channel.dataReceived(f"GET {path} HTTP/1.1\r\nHost: p\r\n{headers}\r\n".encode())
-        return transport, channel
-
-    def answer(self, index: int, data: bytes) -> tuple[StringTransport, Any]:
-        """Connect upstream connection `index` (in dial order) and send it `data`."""
-        while len(self.upstreams) <= index:
-            host, port, factory, *_ = self.reactor.tcpClients[len(self.upstreams)]
-            protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
-            transport = StringTransport()
-            protocol.makeConnection(transport)
-            self.upstreams.append((transport, protocol))
-        transport, protocol = self.upstreams[index]
-        protocol.dataReceived(data)
-        return transport, protocol
-
-
-def body_of(transport: StringTransport) -> bytes:
-    return transport.value().partition(b"\r\n\r\n")[2]
-
+from .memory import MemoryProxy as Proxy
+from .memory import body_of, child
+from .memory import media_head as head
 
 SEG = "http://o.example/s1.ts"
 
@@ -118,7 +64,7 @@ class CoalescingTests(SynchronousTestCase):
 
     def test_a_viewer_past_the_lag_bound_is_detached(self) -> None:
         proxy = Proxy(self, cache_size_bytes=0)
-        proxy.proxy.fanout.lag_bound_bytes = 1000
+        proxy.dispatcher.fanout.lag_bound_bytes = 1000
         slow, _ = proxy.get(child(SEG))
         fast, _ = proxy.get(child(SEG))
         proxy.answer(0, head(10_000) + b"x" * 100)
@@ -193,7 +139,7 @@ class CoalescingTests(SynchronousTestCase):
         rng = random.Random(7)
         budget = 5000
         proxy = Proxy(self, cache_size_bytes=budget, cache_object_max_bytes=2000)
-        cache = proxy.proxy.fanout.cache
+        cache = proxy.dispatcher.fanout.cache
         dialled = 0
         for _ in range(60):
             url = f"http://o.example/r{rng.randrange(12)}.ts"
@@ -203,9 +149,9 @@ class CoalescingTests(SynchronousTestCase):
                 proxy.answer(dialled, head(size) + b"q" * size)
                 dialled += 1
             self.assertLessEqual(cache.used_bytes, budget)
-            self.assertLessEqual(proxy.proxy.fanout.retained_bytes, budget)
+            self.assertLessEqual(proxy.dispatcher.fanout.retained_bytes, budget)
         self.assertGreater(cache.hits, 0)
-        self.assertEqual(proxy.proxy.fanout.retained_bytes, 0)
+        self.assertEqual(proxy.dispatcher.fanout.retained_bytes, 0)
 
 
 PLAYLIST = b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\na.ts\n#EXTINF:4,\nb.ts\n"

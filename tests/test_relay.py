@@ -34,7 +34,8 @@ class Harness:
             body_idle_timeout_s=10,
             cache_size_bytes=0,
         )
-        self.site, self.registry = build_site(config, self.reactor)
+        parts = build_site(config, self.reactor)
+        self.site, self.registry = parts.site, parts.registry
         self.client = StringTransport()
         self.channel = self.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
         assert self.channel is not None
@@ -118,7 +119,7 @@ class RelayTests(SynchronousTestCase):
 
 class PlaylistStartTests(SynchronousTestCase):
     def test_the_decision_is_made_as_soon_as_the_bytes_allow(self) -> None:
-        from hls_proxy.relay import _could_still_be_playlist_start as undecided
+        from hls_proxy.bodies import could_still_be_playlist_start as undecided
 
         for head, expected in [
             (b"", True), (b"\xef", True), (b"\xef\xbb\xbf", True), (b"  \n", True),

@@ -104,7 +104,8 @@ def start_proxy(case: TestCase, **overrides: Any) -> str:
     settings.update(overrides)
     _settle_at_the_end(case)
     config = Config(**settings)
-    site, registry = build_site(config, reactor)
+    parts = build_site(config, reactor)
+    site, registry = parts.site, parts.registry
     port = reactor.listenTCP(0, site, interface="127.0.0.1")
     case.addCleanup(_close_soon, registry.close_all)
     case.addCleanup(port.stopListening)

@@ -132,5 +132,5 @@ def _proxy_of_port(reactor: object, base_url: str) -> object:
         factory = getattr(selectable, "factory", None)
         if getattr(selectable, "getHost", None) and factory is not None:
             if getattr(selectable.getHost(), "port", None) == port_number:
-                return factory.resource._children_by_name[b"p"]._proxy
+                return factory.resource._children_by_name[b"p"]._dispatcher
     raise AssertionError("proxy port not found")

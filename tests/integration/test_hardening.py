@@ -21,7 +21,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from hls_proxy.config import Config
 from hls_proxy.service import ProxyService
-from hls_proxy.serving import Proxy
+from hls_proxy.serving import Dispatcher as Proxy
 
 from .harness import client, later, proxied_url, reactor, start_origin, start_proxy
 from .origin import Body, Redirect, Scripted, Tree

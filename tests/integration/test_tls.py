@@ -81,7 +81,8 @@ class TlsTests(TestCase):
 
     async def _proxy(self, **overrides: object) -> str:
         config = Config(secret=b"tls", allow_private=True, **overrides)  # type: ignore[arg-type]
-        site, registry = build_site(config, reactor)
+        parts = build_site(config, reactor)
+        site, registry = parts.site, parts.registry
         self.addCleanup(registry.close_all)
         return f"https://127.0.0.1:{await listen_tls(self, site, self.key, self.cert)}"
 

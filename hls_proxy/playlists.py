@@ -1,0 +1,220 @@
+"""Playlist answers: micro-cache, coalesced fetch, rewrite, TTL, ETag/304, prefetch.
+
+A playlist is fetched once for every viewer asking within its TTL (½ target duration
+when live), rewritten so every URI goes through the proxy, and answered by one writer
+for GET and HEAD alike: same status, type, length, ETag and Cache-Control.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Hashable
+from urllib.parse import parse_qsl, quote, urlsplit
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.server import Request
+
+from ._http import as_bytes, header_text
+from .bodies import Answer, CappedBody, decode_content, open_upstream
+from .bypass import carries_tokens, carry_tokens
+from .cache import ByteLru, Coalescer
+from .config import Config
+from .errors import bad_gateway
+from .fanout import Diverted
+from .media import PLAYLIST_TYPE, cache_directives, max_age_s
+from .playlist import PlaylistInfo, UriKind, looks_like_playlist, playlist_info, rewrite_playlist
+from .signing import Signer
+from .streams import Stream
+from .target import Target
+
+__all__ = [
+    "LL_HLS_PARAMS",
+    "PlaylistEntry",
+    "Playlists",
+    "etag_for",
+    "etag_matches",
+    "playlist_ttl_s",
+    "with_ll_hls",
+]
+
+# LL-HLS delivery directives forwarded to the upstream, in the order the spec lists them.
+LL_HLS_PARAMS = ("_HLS_msn", "_HLS_part", "_HLS_skip")
+_LL_HLS_VALUE = re.compile(r"^(?:[0-9]{1,12}|YES|v2)$")
+# Characters an upstream URL may not carry as they are in a request line.
+_UNSAFE_IN_URL = re.compile(r'[^\x21-\x7e]|["<>\\^`{|}]')
+
+
+@attrs.frozen
+class PlaylistEntry:
+    """A rewritten playlist as served, with what its answer headers need."""
+
+    body: bytes
+    etag: bytes
+    max_age_s: float
+
+
+def with_ll_hls(url: str, args: dict[bytes, list[bytes]]) -> str:
+    """`url` with the request's valid `_HLS_*` directives added (unless already there)."""
+    query = urlsplit(url).query
+    present = {name for name, _ in parse_qsl(query, keep_blank_values=True)}
+    extra: list[str] = []
+    for name in LL_HLS_PARAMS:
+        values = args.get(name.encode("ascii"))
+        if name in present or not values:
+            continue
+        value = values[0].decode("latin-1")
+        if _LL_HLS_VALUE.match(value):
+            extra.append(f"{name}={value}")
+    if not extra:
+        return url
+    base, _, fragment = url.partition("#")
+    separator = "&" if "?" in base else "?"
+    return base + separator + "&".join(extra) + (f"#{fragment}" if fragment else "")
+
+
+def playlist_ttl_s(info: PlaylistInfo, cache_control: str, default_ttl_s: float) -> float:
+    """How long a playlist may be reused: ½ target duration if live, else the default;
+    never longer than the upstream's max-age, and 0 if the upstream forbids storing it."""
+    directives = cache_directives(cache_control)
+    if {"no-store", "no-cache", "private"} & directives.keys():
+        return 0.0
+    if info.is_live:
+        target = info.part_target_s if info.part_target_s else info.target_duration_s
+        ttl = (target or 0.0) / 2
+    else:
+        ttl = default_ttl_s
+    upstream_s = max_age_s(directives)
+    return ttl if upstream_s is None else min(ttl, upstream_s)
+
+
+def etag_for(body: bytes) -> bytes:
+    return b'"' + hashlib.sha256(body).hexdigest()[:24].encode("ascii") + b'"'
+
+
+def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
+    """`If-None-Match` matches `etag` (weak comparison, `*` matches anything)."""
+    for candidate in if_none_match.split(b","):
+        candidate = candidate.strip().removeprefix(b"W/")
+        if candidate == b"*" or candidate == etag:
+            return True
+    return False
+
+
+Fetched = PlaylistEntry | Diverted
+
+
+def _for_later(result: Fetched) -> Fetched:
+    # An unread media body can be relayed to one waiter only; the others fetch anew.
+    return Diverted(None) if isinstance(result, Diverted) else result
+
+
+class Playlists:
+    """Answers playlist requests from the micro-cache or one coalesced upstream fetch."""
+
+    def __init__(
+        self,
+        config: Config,
+        clock: IReactorTime,
+        signer: Signer,
+        prefetch: Callable[[Stream, str], None],
+    ) -> None:
+        self._config = config
+        self._clock = clock
+        self._signer = signer
+        self._prefetch = prefetch
+        self.cache: ByteLru[Hashable, PlaylistEntry] = ByteLru(
+            clock, config.playlist_cache_bytes, config.max_playlist_bytes
+        )
+        self._fetches: Coalescer[Hashable, Fetched] = Coalescer(for_later=_for_later)
+
+    def cached(self, target: Target) -> bool:
+        return self.cache.get(target.playlist_key, count=False) is not None
+
+    async def serve(
+        self, request: Request, stream: Stream, target: Target, answer: Answer | None = None
+    ) -> Diverted | None:
+        """Answer with the rewritten playlist; a `Diverted` if the upstream sent media.
+
+        `answer` is an upstream response already opened (by the media path) and found
+        to be a playlist: it is used instead of a new fetch.
+        """
+        key = target.playlist_key
+        result: Fetched | None = self.cache.get(key)
+        if result is None and answer is not None:
+            result = await self._fetch(stream, target, answer)
+        elif result is None:
+            result = await self._fetches.run(key, lambda: self._fetch(stream, target, None))
+        if isinstance(result, Diverted):
+            return result
+        _write(request, result)
+        return None
+
+    async def _fetch(self, stream: Stream, target: Target, answer: Answer | None) -> Fetched:
+        if answer is None:
+            gzip = {b"accept-encoding": b"gzip"}
+            answer = await open_upstream(
+                stream, target.url, b"GET", gzip, self._clock, self._config.body_idle_timeout_s
+            )
+        if not target.strict and not answer.is_playlist:
+            return Diverted(answer)
+        body = await self._collect(answer)
+        final_url = answer.response.request.absoluteURI.decode("ascii")  # after redirects
+        rewritten = self._rewrite(stream, target.url, body, final_url)
+        info = playlist_info(body, final_url)
+        upstream_control = header_text(answer.response.headers, b"cache-control")
+        ttl_s = playlist_ttl_s(info, upstream_control, self._config.playlist_cache_ttl_s)
+        entry = PlaylistEntry(rewritten, etag_for(rewritten), ttl_s)
+        if ttl_s > 0:
+            self.cache.put(target.playlist_key, entry, len(rewritten), ttl_s)
+        if self._config.prefetch and info.is_live:
+            for segment_url in info.segment_urls[-self._config.prefetch :]:
+                self._prefetch(stream, segment_url)
+        return entry
+
+    async def _collect(self, answer: Answer) -> bytes:
+        """The whole playlist body, decoded, within the size cap."""
+        max_bytes = self._config.max_playlist_bytes
+        collector = CappedBody(self._clock, max_bytes, self._config.body_idle_timeout_s)
+        answer.body.hand_over(collector)
+        body = await collector.done
+        encoding = header_text(answer.response.headers, b"content-encoding")
+        body = decode_content(body, encoding, max_bytes)
+        if not looks_like_playlist(body[:64]):
+            raise bad_gateway("upstream did not return an HLS playlist (#EXTM3U missing)")
+        return body
+
+    def _rewrite(self, stream: Stream, url: str, body: bytes, final_url: str) -> bytes:
+        stream_part = self._signer.stream_part(stream.spec)
+        child_path = self._signer.child_path
+        tokens_from = url if carries_tokens(stream.spec, url) else None
+
+        def proxy_url(upstream_url: str, kind: UriKind) -> str:
+            if tokens_from is not None:
+                upstream_url = carry_tokens(tokens_from, upstream_url)
+            if _UNSAFE_IN_URL.search(upstream_url):
+                upstream_url = quote(upstream_url, safe="%:/?#[]@!$&'()*+,;=~")
+            return child_path(stream_part, upstream_url, kind)
+
+        return rewrite_playlist(body, final_url, proxy_url)
+
+
+def _write(request: Request, entry: PlaylistEntry) -> None:
+    """The one writer of playlist answers, for GET and HEAD, cached or not."""
+    request.setHeader(b"etag", entry.etag)
+    if entry.max_age_s >= 1:
+        request.setHeader(b"cache-control", b"max-age=%d" % int(entry.max_age_s))
+    else:
+        request.setHeader(b"cache-control", b"no-cache")
+    if_none_match = request.getHeader(b"if-none-match")
+    if if_none_match and etag_matches(as_bytes(if_none_match), entry.etag):
+        request.setResponseCode(304)
+        request.finish()
+        return
+    request.setResponseCode(200)
+    request.setHeader(b"content-type", PLAYLIST_TYPE)
+    request.setHeader(b"content-length", b"%d" % len(entry.body))
+    if request.method != b"HEAD":
+        request.write(entry.body)
+    request.finish()

@@ -1,0 +1,39 @@
+"""What one proxied request asks for: a value, built by the resource that received it."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+import attrs
+
+from .playlist import UriKind
+from .signing import StreamSpec
+
+__all__ = ["Target"]
+
+
+@attrs.frozen
+class Target:
+    """The stream, the upstream URL, what the URL is expected to be, and how strictly.
+
+    `strict` is set by `/playlist.m3u8`: the answer must be a playlist. Otherwise the
+    kind is a guess from the playlist that listed the URL, and the first bytes decide.
+    """
+
+    stream: StreamSpec
+    url: str
+    kind: UriKind
+    strict: bool = False
+
+    @property
+    def wants_playlist(self) -> bool:
+        return self.strict or self.kind is UriKind.PLAYLIST
+
+    @property
+    def media_key(self) -> Hashable:
+        """Segment cache and fan-out key: not the stream id, so one object is one entry."""
+        return (self.url, self.stream.headers)
+
+    @property
+    def playlist_key(self) -> Hashable:
+        return (self.stream, self.url)

@@ -67,3 +67,5 @@ class Config:
     trusted_proxies: tuple[str, ...] = ()
     public_url: str = ""
     max_upstream_per_stream: int = 32
+    # Which web origins may read answers (exposure.py); "*": any.
+    cors_origins: tuple[str, ...] = ("*",)

@@ -12,6 +12,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
 from twisted.web.server import Request
 
 from ._http import header_text, write_headers
+from .exposure import safe_type
 from .playlist import UriKind
 from .signing import child_file_name
 
@@ -52,6 +53,7 @@ _PASSED_HEADERS = (
     b"content-range", b"accept-ranges", b"last-modified", b"etag", b"content-encoding",
 )  # fmt: skip
 _PRIVATE = frozenset({"no-store", "no-cache", "private"})
+_AUTHORIZED_SHARE = frozenset({"public", "s-maxage", "must-revalidate"})
 
 
 @attrs.frozen
@@ -114,12 +116,28 @@ def _length(response: IResponse) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def media_head(response: IResponse, url: str, kind: UriKind) -> ResponseHead:
-    """The answer's head for an upstream media response (GET, HEAD or Range alike)."""
+def _shareable(response: IResponse, directives: dict[str, str], authorized: bool) -> bool:
+    """RFC 9111: never `private`/`no-store`/`no-cache`, never `Vary: *`; a response to an
+    authorized request only when it says `public`, `s-maxage` or `must-revalidate`."""
+    if _PRIVATE & directives.keys():
+        return False
+    vary = b",".join(response.headers.getRawHeaders(b"vary", [])).replace(b" ", b"")
+    if b"*" in vary.split(b","):
+        return False
+    return not authorized or bool(_AUTHORIZED_SHARE & directives.keys())
+
+
+def media_head(
+    response: IResponse, url: str, kind: UriKind, authorized: bool = False
+) -> ResponseHead:
+    """The answer's head for an upstream media response (GET, HEAD or Range alike).
+
+    `authorized`: the upstream request carried credentials (Authorization).
+    """
     upstream_control = header_text(response.headers, b"cache-control")
     directives = cache_directives(upstream_control)
     ttl_s = max_age_s(directives)
-    private = bool(_PRIVATE & directives.keys())
+    private = not _shareable(response, directives, authorized)
     headers: list[tuple[bytes, tuple[bytes, ...]]] = []
     for name in _PASSED_HEADERS:
         values = response.headers.getRawHeaders(name)
@@ -127,11 +145,11 @@ def media_head(response: IResponse, url: str, kind: UriKind) -> ResponseHead:
             headers.append((name, tuple(values)))
     file_name = child_file_name(url, kind)
     upstream_type = header_text(response.headers, b"content-type")
-    content_type = content_type_for(upstream_type, file_name)
+    content_type = safe_type(content_type_for(upstream_type, file_name))
     headers.append((b"content-type", (content_type.encode("latin-1"),)))
     # Signed child URLs are deterministic: a CDN in front may keep a segment for long.
     if private:
-        downstream = upstream_control.encode("latin-1")
+        downstream = upstream_control.encode("latin-1") or b"private"
     elif ttl_s is not None and ttl_s < SEGMENT_MAX_AGE_S:
         downstream = b"max-age=%d" % int(ttl_s)
     else:

@@ -21,6 +21,7 @@ from .bodies import Answer, CappedBody, decode_content, open_upstream
 from .bypass import carries_tokens, carry_tokens
 from .cache import ByteLru, Coalescer
 from .config import Config
+from .credentials import jar_cookie_header
 from .errors import bad_gateway
 from .fanout import Diverted
 from .media import PLAYLIST_TYPE, cache_directives, max_age_s
@@ -105,6 +106,10 @@ def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
 Fetched = PlaylistEntry | Diverted
 
 
+def _key(stream: Stream, target: Target) -> Hashable:
+    return target.playlist_key(jar_cookie_header(stream.upstream.cookies, target.url))
+
+
 def _for_later(result: Fetched) -> Fetched:
     # An unread media body can be relayed to one waiter only; the others fetch anew.
     return Diverted(None) if isinstance(result, Diverted) else result
@@ -129,8 +134,8 @@ class Playlists:
         )
         self._fetches: Coalescer[Hashable, Fetched] = Coalescer(for_later=_for_later)
 
-    def cached(self, target: Target) -> bool:
-        return self.cache.get(target.playlist_key, count=False) is not None
+    def cached(self, stream: Stream, target: Target) -> bool:
+        return self.cache.get(_key(stream, target), count=False) is not None
 
     async def serve(
         self, request: Request, stream: Stream, target: Target, answer: Answer | None = None
@@ -140,7 +145,7 @@ class Playlists:
         `answer` is an upstream response already opened (by the media path) and found
         to be a playlist: it is used instead of a new fetch.
         """
-        key = target.playlist_key
+        key = _key(stream, target)
         result: Fetched | None = self.cache.get(key)
         if result is None and answer is not None:
             result = await self._fetch(stream, target, answer)
@@ -167,7 +172,7 @@ class Playlists:
         ttl_s = playlist_ttl_s(info, upstream_control, self._config.playlist_cache_ttl_s)
         entry = PlaylistEntry(rewritten, etag_for(rewritten), ttl_s)
         if ttl_s > 0:
-            self.cache.put(target.playlist_key, entry, len(rewritten), ttl_s)
+            self.cache.put(_key(stream, target), entry, len(rewritten), ttl_s)
         if self._config.prefetch and info.is_live:
             for segment_url in info.segment_urls[-self._config.prefetch :]:
                 self._prefetch(stream, segment_url)

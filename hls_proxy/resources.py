@@ -15,11 +15,12 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from . import __version__
-from ._http import abort_client
+from ._http import abort_client, as_bytes
 from .access import require_api_key
 from .bypass import entry_stream
 from .config import Config
 from .errors import ProxyError, forbidden
+from .exposure import PROXIED_HEADERS, CorsPolicy, page_policy
 from .forwarded import Forwarding
 from .metrics import Metrics, endpoint_of
 from .observe import ObservedRequest
@@ -35,12 +36,9 @@ __all__ = ["build_root"]
 
 log = Logger()
 
-_CORS_HEADERS = {
-    b"access-control-allow-origin": b"*",
-    b"access-control-expose-headers": (
-        b"Content-Length, Content-Range, Accept-Ranges, Content-Type, ETag, Last-Modified"
-    ),
-}
+_EXPOSED_HEADERS = (
+    b"Content-Length, Content-Range, Accept-Ranges, Content-Type, ETag, Last-Modified"
+)
 _PREFLIGHT_HEADERS = {
     b"access-control-allow-methods": b"GET, HEAD, OPTIONS",
     b"access-control-max-age": b"86400",
@@ -74,10 +72,15 @@ class _Endpoint(Resource):
     """A leaf with CORS on every answer, an OPTIONS preflight, and HEAD where GET works."""
 
     isLeaf = True
+    cors = CorsPolicy()  # build_root sets the configured one on each endpoint
 
     def render(self, request: Request) -> bytes | int:
-        for name, value in _CORS_HEADERS.items():
-            request.setHeader(name, value)
+        allowed = self.cors.allowed_origin(request)
+        if allowed is not None:
+            request.setHeader(b"access-control-allow-origin", allowed)
+            request.setHeader(b"access-control-expose-headers", _EXPOSED_HEADERS)
+        if allowed != b"*":
+            request.setHeader(b"vary", b"Origin")
         if request.method == b"OPTIONS":
             for name, value in _PREFLIGHT_HEADERS.items():
                 request.setHeader(name, value)
@@ -121,53 +124,68 @@ def _run(request: Request, work: Callable[[], Coroutine[Any, Any, None]]) -> int
     return NOT_DONE_YET
 
 
-async def _serve(dispatcher: Dispatcher, request: Request, target: Target) -> None:
-    if isinstance(request, ObservedRequest):
-        request.stream_id = target.stream.stream_id  # for the access log
-    await dispatcher.serve(request, target)
+class _Proxied(_Endpoint):
+    """An endpoint that answers with upstream bytes: never as the proxy's own page."""
 
-
-class _Entry(_Endpoint):
-    """`/playlist.m3u8?url=` (a playlist is required) and `/stream?url=` (anything)."""
-
-    def __init__(self, dispatcher: Dispatcher, config: Config, require_playlist: bool) -> None:
+    def __init__(self, dispatcher: Dispatcher, instance_id: str) -> None:
         super().__init__()
         self._dispatcher = dispatcher
+        self._via_token = f"hlsproxy-{instance_id}"
+
+    def render_GET(self, request: Request) -> int:
+        for name, value in PROXIED_HEADERS:
+            request.setHeader(name, value)
+
+        async def work() -> None:
+            if request.getHeader(b"service-worker") is not None:
+                raise forbidden("proxied content cannot be registered as a service worker")
+            via = request.getHeader(b"via")
+            if via is not None and self._via_token in as_bytes(via).decode("latin-1"):
+                raise ProxyError(508, "loop detected: this request came through this proxy")
+            target = self.target(request)
+            if isinstance(request, ObservedRequest):
+                request.stream_id = target.stream.stream_id  # for the access log
+            await self._dispatcher.serve(request, target)
+
+        return _run(request, work)
+
+    def target(self, request: Request) -> Target:
+        raise NotImplementedError
+
+
+class _Entry(_Proxied):
+    """`/playlist.m3u8?url=` (a playlist is required) and `/stream?url=` (anything)."""
+
+    def __init__(
+        self, dispatcher: Dispatcher, instance_id: str, config: Config, require_playlist: bool
+    ) -> None:
+        super().__init__(dispatcher, instance_id)
         self._api_key = config.api_key
         self._bypass_by_default = config.bypass == "auto"
         self._require_playlist = require_playlist
 
-    def render_GET(self, request: Request) -> int:
-        async def work() -> None:
-            require_api_key(request, self._api_key)
-            entry = parse_entry_query(_query(request))
-            spec = entry_stream(entry, self._bypass_by_default)
-            kind = UriKind.PLAYLIST if self._require_playlist else UriKind.MEDIA
-            target = Target(spec, entry.url, kind, strict=self._require_playlist)
-            await _serve(self._dispatcher, request, target)
-
-        return _run(request, work)
+    def target(self, request: Request) -> Target:
+        require_api_key(request, self._api_key)
+        entry = parse_entry_query(_query(request))
+        spec = entry_stream(entry, self._bypass_by_default)
+        kind = UriKind.PLAYLIST if self._require_playlist else UriKind.MEDIA
+        return Target(spec, entry.url, kind, strict=self._require_playlist)
 
 
-class _Child(_Endpoint):
+class _Child(_Proxied):
     """`/p/...`: a signed child URL minted by a rewrite."""
 
-    def __init__(self, dispatcher: Dispatcher, signer: Signer) -> None:
-        super().__init__()
-        self._dispatcher = dispatcher
+    def __init__(self, dispatcher: Dispatcher, instance_id: str, signer: Signer) -> None:
+        super().__init__(dispatcher, instance_id)
         self._signer = signer
 
-    def render_GET(self, request: Request) -> int:
-        async def work() -> None:
-            segments = [part.decode("latin-1") for part in request.postpath or []]
-            try:
-                child = self._signer.verify(segments)
-            except BadSignature as error:
-                raise forbidden(str(error)) from None
-            target = Target(child.stream, child.url, child.kind)
-            await _serve(self._dispatcher, request, target)
-
-        return _run(request, work)
+    def target(self, request: Request) -> Target:
+        segments = [part.decode("latin-1") for part in request.postpath or []]
+        try:
+            child = self._signer.verify(segments)
+        except BadSignature as error:
+            raise forbidden(str(error)) from None
+        return Target(child.stream, child.url, child.kind)
 
 
 class _Health(_Endpoint):
@@ -227,20 +245,26 @@ def build_root(
     registry: StreamRegistry,
     clock: IReactorTime,
     forwarding: Forwarding,
+    instance_id: str,
     metrics: Metrics | None = None,
 ) -> Resource:
     """The whole public URL space of the proxy."""
-    playlist = _Entry(dispatcher, config, require_playlist=True)
-    stream = _Entry(dispatcher, config, require_playlist=False)
+    playlist = _Entry(dispatcher, instance_id, config, require_playlist=True)
+    stream = _Entry(dispatcher, instance_id, config, require_playlist=False)
+    page_csp = page_policy(config.hlsjs_url, config.public_url)
     children: dict[bytes, IResource] = {
-        b"": Page(config.hlsjs_url, forwarding),
+        b"": Page(config.hlsjs_url, forwarding, page_csp),
         b"assets": Assets(),
         b"playlist.m3u8": playlist,
         b"playlist": playlist,
         b"stream": stream,
         b"mx": stream,
-        b"p": _Child(dispatcher, signer),
+        b"p": _Child(dispatcher, instance_id, signer),
         b"health": _Health(clock, registry),
         b"metrics": _Metrics(metrics or Metrics()),
     }
+    cors = CorsPolicy(config.cors_origins)
+    for child in children.values():
+        if isinstance(child, _Endpoint):
+            child.cors = cors
     return _Root(children)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +39,7 @@ class Parts:
     registry: StreamRegistry
     dispatcher: Dispatcher
     metrics: Metrics
+    instance_id: str
 
 
 def build_site(config: Config, reactor: Any) -> Parts:
@@ -77,7 +79,10 @@ def build_site(config: Config, reactor: Any) -> Parts:
     signer = Signer(config.secret, config.old_secrets, config.url_ttl_s, reactor)
     dispatcher = Dispatcher(config, reactor, registry, signer)
     forwarding = Forwarding(config.trusted_proxies, config.public_url)
-    root = build_root(config, dispatcher, signer, registry, reactor, forwarding, metrics)
+    instance_id = secrets.token_hex(6)  # marks our own upstream requests (Via): loops
+    root = build_root(
+        config, dispatcher, signer, registry, reactor, forwarding, instance_id, metrics
+    )
     site = ObservedSite(
         root,
         reactor,
@@ -96,7 +101,7 @@ def build_site(config: Config, reactor: Any) -> Parts:
             "client_connections": site.open_connections,
         }
     )
-    return Parts(site, registry, dispatcher, metrics)
+    return Parts(site, registry, dispatcher, metrics, instance_id)
 
 
 class ProxyService(MultiService):
@@ -117,6 +122,13 @@ class ProxyService(MultiService):
             log.warn(
                 "no --secret given: using a random one; proxied URLs will not survive a "
                 "restart or work on another instance"
+            )
+        config = self._config
+        if config.allow_private and "*" in config.cors_origins and not config.api_key:
+            log.warn(
+                "--allow-private with any CORS origin and no --api-key: any web page a user "
+                "on this network opens can read internal addresses through this proxy; set "
+                "--cors-origin or --api-key"
             )
         if self._config.insecure_upstream:
             log.critical(

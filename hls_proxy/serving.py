@@ -22,6 +22,7 @@ from ._http import as_bytes
 from .bodies import Answer, open_upstream
 from .cache import ByteLru
 from .config import Config
+from .credentials import jar_cookie_header
 from .fanout import CachedBody, Diverted, FanOut, Opened
 from .media import media_head, write_head
 from .playlist import UriKind
@@ -34,6 +35,10 @@ from .target import Target
 __all__ = ["Dispatcher"]
 
 _PASSED_REQUEST_HEADERS = (b"range", b"if-range")
+
+
+def _media_key(stream: Stream, target: Target) -> Hashable:
+    return target.media_key(jar_cookie_header(stream.upstream.cookies, target.url))
 
 
 class Dispatcher:
@@ -56,7 +61,7 @@ class Dispatcher:
         with self._registry.using(target.stream) as stream:
             if target.wants_playlist:
                 await self._serve_playlist(request, stream, target)
-            elif self.playlists.cached(target):  # a /stream URL already known as a playlist
+            elif self.playlists.cached(stream, target):  # a /stream URL already known as a playlist
                 await self.playlists.serve(request, stream, target)
             elif request.method == b"HEAD":
                 await self._serve_head(request, stream, target)
@@ -64,7 +69,7 @@ class Dispatcher:
                 await self._serve_range(request, stream, target)
             else:
                 diverted = await self.fanout.serve(
-                    request, target.media_key, lambda: self._open_media(stream, target)
+                    request, _media_key(stream, target), lambda: self._open_media(stream, target)
                 )
                 if diverted is not None:
                     await self._serve_opened(request, stream, target, diverted.answer)
@@ -78,19 +83,19 @@ class Dispatcher:
     async def _serve_head(self, request: Request, stream: Stream, target: Target) -> None:
         """HEAD on media: the head a GET would get, from the cache or an upstream HEAD."""
         ranged = request.getHeader(b"range") is not None
-        head = None if ranged else self.fanout.cached_head(target.media_key)
+        head = None if ranged else self.fanout.cached_head(_media_key(stream, target))
         if head is None:
             answer = await self._open(stream, target, b"HEAD", request)
             if answer.is_playlist:  # answered like the GET of a playlist, minus the body
                 await self.playlists.serve(request, stream, target)
                 return
-            head = media_head(answer.response, target.url, target.kind)
+            head = media_head(answer.response, target.url, target.kind, target.authorized)
         write_head(request, head)
         request.finish()
 
     async def _serve_range(self, request: Request, stream: Stream, target: Target) -> None:
         range_value = as_bytes(request.getHeader(b"range") or b"")
-        if await self.fanout.serve_range(request, target.media_key, range_value):
+        if await self.fanout.serve_range(request, _media_key(stream, target), range_value):
             return
         await self._serve_opened(request, stream, target, None)
 
@@ -106,7 +111,7 @@ class Dispatcher:
                 return
             assert diverted.answer is not None  # the answer we gave it, found to be media
             answer = diverted.answer
-        write_head(request, media_head(answer.response, target.url, target.kind))
+        write_head(request, media_head(answer.response, target.url, target.kind, target.authorized))
         if request.method == b"HEAD":
             answer.body.discard()
             request.finish()
@@ -135,9 +140,11 @@ class Dispatcher:
         )
         if answer.is_playlist:
             return Diverted(answer)
-        return Opened(media_head(answer.response, target.url, target.kind), answer.body)
+        return Opened(
+            media_head(answer.response, target.url, target.kind, target.authorized), answer.body
+        )
 
     def _prefetch(self, stream: Stream, url: str) -> None:
         """Warm the segment cache with `url` through the same coalescing path as viewers."""
         target = Target(stream.spec, url, UriKind.MEDIA)
-        self.fanout.prefetch(target.media_key, lambda: self._open_media(stream, target))
+        self.fanout.prefetch(_media_key(stream, target), lambda: self._open_media(stream, target))

@@ -149,6 +149,7 @@ class Options(usage.Options):
         self["allow-host"] = []
         self["deny-host"] = []
         self["trusted-proxy"] = []
+        self["cors-origin"] = []
 
     def opt_old_secret(self, value: str) -> None:
         """A previous --secret whose URLs are still accepted (repeatable; for key rotation)."""
@@ -162,6 +163,11 @@ class Options(usage.Options):
         """A reverse proxy (address or network) whose X-Forwarded-* headers are believed
         (repeatable)."""
         self["trusted-proxy"].append(value)
+
+    def opt_cors_origin(self, value: str) -> None:
+        """A web origin (https://app.example) allowed to read the proxy's answers
+        (repeatable; default: any, '*')."""
+        self["cors-origin"].append(value.rstrip("/"))
 
     def opt_deny_host(self, value: str) -> None:
         """Never these upstream hosts (repeatable; wildcards: *.internal.example)."""
@@ -184,7 +190,7 @@ class Options(usage.Options):
             if not self[name] and self._environ.get(key, "").lower() in ("1", "true", "yes", "on"):
                 self[name] = 1
         # Repeatable options: comma-separated in the environment.
-        for name in ("old-secret", "allow-host", "deny-host", "trusted-proxy"):
+        for name in ("old-secret", "allow-host", "deny-host", "trusted-proxy", "cors-origin"):
             key = _ENV_PREFIX + name.upper().replace("-", "_")
             if not self[name] and self._environ.get(key):
                 self[name] = [
@@ -241,6 +247,7 @@ class Options(usage.Options):
             trusted_proxies=tuple(self["trusted-proxy"]),
             public_url=self["public-url"],
             insecure_upstream=bool(self["insecure-upstream"]),
+            cors_origins=tuple(self["cors-origin"]) or ("*",),
         )
 
 

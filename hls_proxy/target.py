@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -30,10 +31,15 @@ class Target:
         return self.strict or self.kind is UriKind.PLAYLIST
 
     @property
-    def media_key(self) -> Hashable:
-        """Segment cache and fan-out key: not the stream id, so one object is one entry."""
-        return (self.url, self.stream.headers)
+    def authorized(self) -> bool:
+        """The upstream request carries an Authorization (h_authorization or user:pass@)."""
+        netloc = urlsplit(self.url).netloc
+        return "@" in netloc or any(name == "authorization" for name, _ in self.stream.headers)
 
-    @property
-    def playlist_key(self) -> Hashable:
-        return (self.stream, self.url)
+    def media_key(self, jar_cookies: str) -> Hashable:
+        """Segment cache and fan-out key: everything sent upstream, credentials included
+        (not the stream id, so one object fetched the same way is one entry)."""
+        return (self.url, self.stream.headers, jar_cookies)
+
+    def playlist_key(self, jar_cookies: str) -> Hashable:
+        return (self.stream, self.url, jar_cookies)

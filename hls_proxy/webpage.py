@@ -27,10 +27,13 @@ class Page(Resource):
 
     isLeaf = True
 
-    def __init__(self, hlsjs_url: str, forwarding: Forwarding | None = None) -> None:
+    def __init__(
+        self, hlsjs_url: str, forwarding: Forwarding | None = None, policy: bytes = b""
+    ) -> None:
         super().__init__()
         self._forwarding = forwarding or Forwarding()
-        escaped = html.escape(hlsjs_url, quote=True).replace("\\", "\\\\")
+        self._policy = policy
+        escaped = html.escape(hlsjs_url, quote=True)  # an attribute value: no script context
         self._body = _read("index.html").replace(b"{{HLSJS_URL}}", escaped.encode("utf-8"))
 
     def render_GET(self, request: Request) -> bytes:
@@ -38,6 +41,10 @@ class Page(Resource):
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         request.setHeader(b"cache-control", b"no-cache")
         request.setHeader(b"x-content-type-options", b"nosniff")
+        request.setHeader(b"x-frame-options", b"DENY")
+        request.setHeader(b"referrer-policy", b"no-referrer")
+        if self._policy:
+            request.setHeader(b"content-security-policy", self._policy)
         return self._body.replace(b"{{PUBLIC_URL}}", base.encode("utf-8"))
 
 

@@ -43,7 +43,7 @@ class PageTests(SynchronousTestCase):
 
         page = Page("https://cdn.example/hls.js", Forwarding([], "https://tv.example"))
         body = page.render_GET(request("203.0.113.9"))
-        self.assertIn(b'publicUrl: "https://tv.example"', body)
-        self.assertIn(b'hlsjsUrl: "https://cdn.example/hls.js"', body)
+        self.assertIn(b'data-public-url="https://tv.example"', body)
+        self.assertIn(b'data-hlsjs-url="https://cdn.example/hls.js"', body)
         plain = Page("https://cdn.example/hls.js").render_GET(request("203.0.113.9"))
-        self.assertIn(b'publicUrl: ""', plain)
+        self.assertIn(b'data-public-url=""', plain)

@@ -33,7 +33,7 @@
     const endpoint = isPlaylist(url) ? "/playlist.m3u8" : "/stream";
     // Behind a reverse proxy the server says which public URL to use (--public-url or
     // X-Forwarded-* from a trusted proxy); otherwise the page's own origin is right.
-    const base = window.HLSPROXY.publicUrl || location.origin;
+    const base = document.body.dataset.publicUrl || location.origin;
     return base + endpoint + "?" + params.toString();
   }
 
@@ -80,7 +80,7 @@
     if (window.Hls) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const script = document.createElement("script");
-      script.src = window.HLSPROXY.hlsjsUrl;
+      script.src = document.body.dataset.hlsjsUrl;
       script.onload = resolve;
       script.onerror = () => reject(new Error("hls.js could not be loaded from " + script.src));
       document.head.appendChild(script);

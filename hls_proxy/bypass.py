@@ -75,7 +75,8 @@ def carry_tokens(parent_url: str, child_url: str) -> str:
 def derived_identity(entry_url: str, headers: dict[str, str]) -> dict[str, str]:
     """The identity headers to add for a stream; explicit headers are never replaced."""
     parts = urlsplit(entry_url)
-    origin = f"{parts.scheme}://{parts.netloc}"
+    # Never the userinfo: a browser strips it from Referer and Origin too.
+    origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
     derived: dict[str, str] = {}
     if "referer" not in headers and "origin" not in headers:
         derived["referer"] = origin + "/"

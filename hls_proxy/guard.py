@@ -9,7 +9,6 @@ original host name.
 
 from __future__ import annotations
 
-import fnmatch
 import ipaddress
 from collections.abc import Sequence
 from typing import Any
@@ -32,11 +31,11 @@ from twisted.web.iweb import IAgentEndpointFactory, IPolicyForHTTPS
 from zope.interface import implementer
 
 from .errors import ProxyError, bad_gateway
+from .hostrules import HostRules, embedded_ipv4
 
 __all__ = ["Guard", "UnverifiedTLS", "UpstreamRefused", "address_is_public"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 class UpstreamRefused(ProxyError):
@@ -49,13 +48,7 @@ class UpstreamRefused(ProxyError):
 def address_is_public(address: IPAddress) -> bool:
     """True only for globally routable unicast addresses, unwrapping IPv6 forms of IPv4."""
     if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is None and address.teredo is not None:
-            embedded = address.teredo[1]
-        if embedded is None and address in _NAT64:
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is None and int(address) >> 32 == 0 and int(address) > 1:
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)  # IPv4-compatible ::a.b.c.d
+        embedded = embedded_ipv4(address)
         if embedded is not None:
             return address_is_public(embedded)  # the IPv4 address is where it really goes
         if address.is_site_local:
@@ -153,8 +146,7 @@ class Guard:
         deny_hosts: Sequence[str] = (),
     ) -> None:
         self._reactor = reactor
-        self._allow_hosts = tuple(pattern.lower() for pattern in allow_hosts)
-        self._deny_hosts = tuple(pattern.lower() for pattern in deny_hosts)
+        self._rules = HostRules.parse(allow_hosts, deny_hosts)
         self._allow_private = allow_private
         self._connect_timeout_s = connect_timeout_s
         self._tls_policy = tls_policy or BrowserLikePolicyForHTTPS()
@@ -173,17 +165,17 @@ class Guard:
         return list(dict.fromkeys(found))  # getaddrinfo repeats an address per socket type
 
     def check_host(self, host: str) -> None:
-        """Apply --deny-host / --allow-host (shell wildcards) to the name as given."""
-        name = host.lower().rstrip(".")
-        if any(fnmatch.fnmatchcase(name, pattern) for pattern in self._deny_hosts):
-            raise UpstreamRefused(f"upstream host {host} is denied")
-        if self._allow_hosts and not any(
-            fnmatch.fnmatchcase(name, pattern) for pattern in self._allow_hosts
-        ):
-            raise UpstreamRefused(f"upstream host {host} is not allowed")
+        """Apply what --deny-host / --allow-host decide from the name as given."""
+        refusal = self._rules.refusal_by_name(host)
+        if refusal is not None:
+            raise UpstreamRefused(refusal)
 
     def check(self, host: str, addresses: Sequence[str]) -> None:
-        """Raise UpstreamRefused if any address is not public (unless allowed)."""
+        """Raise UpstreamRefused if an address is denied, not allowed, or not public
+        (unless --allow-private)."""
+        refusal = self._rules.refusal_by_address(host, addresses)
+        if refusal is not None:
+            raise UpstreamRefused(refusal)
         if self._allow_private:
             return
         for address in addresses:

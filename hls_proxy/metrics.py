@@ -13,8 +13,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+from twisted.web.http import RESPONSES
 
-__all__ = ["Metrics", "endpoint_of", "upstream_outcome"]
+__all__ = ["Metrics", "endpoint_of", "status_label", "upstream_outcome"]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _ENDPOINTS = {
@@ -29,6 +30,16 @@ def endpoint_of(path: bytes) -> str:
     return _ENDPOINTS.get(first, "other")
 
 
+def status_label(status: int) -> str:
+    """A bounded label for a status: the code if HTTP names it, else its class or "invalid".
+
+    Statuses can come from upstreams; none may mint a new label value.
+    """
+    if not 100 <= status <= 599:
+        return "invalid"
+    return str(status) if status in RESPONSES else f"{status // 100}xx"
+
+
 def upstream_outcome(status: int | None, error: BaseException | None) -> str:
     if error is not None:
         status = getattr(error, "status", None)
@@ -37,7 +48,8 @@ def upstream_outcome(status: int | None, error: BaseException | None) -> str:
         if status == 403:
             return "refused"
         return "error"
-    assert status is not None
+    if status is None or not 100 <= status <= 599:
+        return "invalid"
     return f"{status // 100}xx"
 
 

@@ -7,6 +7,7 @@ tokens and signed child URLs, which are credentials. Stream ids are safe to log.
 from __future__ import annotations
 
 import re
+from io import BytesIO
 from typing import Any
 
 from twisted.internet.interfaces import IAddress, IReactorTime
@@ -14,9 +15,10 @@ from twisted.logger import Logger
 from twisted.web import http
 from twisted.web.server import Request, Site
 
+from .channel import MAX_BODY_BYTES, edge_protocol
 from .forwarded import Forwarding
 from .limits import Busy, HeaderDeadline
-from .metrics import Metrics, endpoint_of
+from .metrics import Metrics, endpoint_of, status_label
 
 __all__ = ["ObservedRequest", "ObservedSite", "player_kind"]
 
@@ -47,6 +49,24 @@ class ObservedRequest(Request):
     """A Request that reports its first byte and its end to the site's observer."""
 
     stream_id = "-"
+    _body_allowed_bytes = 0
+
+    def gotLength(self, length: int | None) -> None:
+        """Keep the (small) body in memory; Twisted would spool 100 KB and more to a file.
+
+        The channel has already refused an announced length over MAX_BODY_BYTES; a chunked
+        body (no length) is allowed no bytes at all.
+        """
+        self.content = self._body = BytesIO()
+        self._body_allowed_bytes = min(length or 0, MAX_BODY_BYTES)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._body.tell() + len(data) > self._body_allowed_bytes:
+            refuse = getattr(self.channel, "refuse", None)
+            if refuse is not None:
+                refuse(413, "no endpoint takes a request body")
+            return
+        self._body.write(data)
 
     def process(self) -> None:
         site: ObservedSite = self.channel.site  # type: ignore[attr-defined]  # set by Site.buildProtocol
@@ -70,7 +90,7 @@ class ObservedRequest(Request):
         site.requests_in_flight -= 1
         now = site.clock.seconds()
         endpoint = endpoint_of(self.path)
-        status = str(self.code) if result is None else "aborted"
+        status = status_label(self.code) if result is None else "aborted"
         metrics = site.metrics
         metrics.requests.labels(endpoint, status).inc()
         metrics.duration.labels(endpoint).observe(now - self._started_s)
@@ -98,6 +118,7 @@ class ObservedSite(Site):
     """A Site with metrics, open-connection counting, and our own access log."""
 
     requestFactory = ObservedRequest
+    protocol = edge_protocol  # answers 414/431/400/413 at the edge (channel.py)
 
     def __init__(
         self,
@@ -141,6 +162,16 @@ class ObservedSite(Site):
 
             protocol.connectionLost = counted_lost
         return protocol
+
+    def edge_refused(self, status: int, message: str, peer: IAddress) -> None:
+        """Count and log a request the channel refused before any endpoint saw it."""
+        self.metrics.requests.labels("edge", str(status)).inc()
+        log.info(
+            "edge {status} {message} client={client}",
+            status=status,
+            message=message,
+            client=getattr(peer, "host", "-"),
+        )
 
     def log(self, request: http.Request) -> None:
         """Replaced by ObservedRequest's line, which carries no URL."""

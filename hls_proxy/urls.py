@@ -1,15 +1,25 @@
 """Entry requests: the upstream URL and the stream's headers, read from a query string.
 
-Pure functions. Users paste URLs without percent-encoding them; when the `url`
-value arrives raw (its `://` not encoded) the query parameters that are ours are taken
-out and everything else is given back to the upstream URL, so a token after an `&`
-is never lost.
+Pure functions. The query is read as `urllib.parse.parse_qsl` reads it (what a front
+proxy or a WAF checking `url` sees), and the proxy never fetches another URL than that:
+
+- exactly one `url` parameter; a second one is 400.
+- no other parameter the proxy reads may have a name ending in `url` (`h_x-url=B&url=A`,
+  `URL=B&url=A`): a reader that looks for the text `url=` would find another URL. 400.
+- Users paste URLs without percent-encoding them. When the `url` parameter is written
+  literally as `url=` and its value starts with `scheme://` unencoded, the value is taken
+  as written (a token's `+` stays a `+`), and every later parameter that is not ours
+  (`h_*`, `api_key`, `bypass`, `inherit_query`) is given back to the upstream URL as
+  written, so a token after an `&` is never lost; names ending in `url` are fine there,
+  they belong to the upstream. This raw reading is used only where it is unambiguous:
+  its scheme and authority must be exactly those parse_qsl decodes (so `%`-escapes or a
+  `+` in the host are 400, not a different host).
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, quote, unquote_plus, urlsplit, urlunsplit
 
 import attrs
 
@@ -29,6 +39,12 @@ _MAX_HEADER_VALUE_CHARS = 4096
 _MAX_HEADERS_CHARS = 16 * 1024
 # Characters kept as they are when percent-encoding a pasted URL (RFC 3986 reserved + %).
 _URL_SAFE = "%:/?#[]@!$&'()*+,;=~"
+# Userinfo keeps unreserved, sub-delims, ":" and escapes; a second "@" is escaped.
+_USERINFO_SAFE = "%:!$&'()*+,;=~"
+_RAW_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+# Headers whose value is a URL: an internationalised host is sent in its IDNA form, as
+# browsers do, instead of refusing the value.
+_URL_HEADERS = frozenset({"referer", "origin"})
 
 
 @attrs.frozen
@@ -38,6 +54,26 @@ class EntryRequest:
     url: str
     headers: dict[str, str]
     switches: dict[str, str] = attrs.field(factory=dict)  # bypass, inherit_query: "0" / "1"
+
+
+def _ascii_host(host: str) -> str:
+    try:
+        ascii_host = host.encode("idna").decode("ascii") if not host.isascii() else host
+    except UnicodeError:
+        raise bad_request("url host is not a valid name") from None
+    return f"[{ascii_host}]" if ":" in ascii_host else ascii_host
+
+
+def _userinfo(parts: SplitResult) -> str:
+    """`user:pass@` as written, escaped where needed; "" when there is none.
+
+    Kept in the URL: the upstream client turns it into Basic auth for that origin only.
+    It is never logged (no URL is) and never part of a derived Referer or Origin.
+    """
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if not at or userinfo in ("", ":"):
+        return ""
+    return quote(userinfo, safe=_USERINFO_SAFE) + "@"
 
 
 def normalize_upstream_url(url: str) -> str:
@@ -62,19 +98,12 @@ def normalize_upstream_url(url: str) -> str:
     host = parts.hostname
     if not host:
         raise bad_request("url has no host")
-    if parts.username is not None or parts.password is not None:
-        raise bad_request("url must not carry credentials (user:pass@)")
-    try:
-        ascii_host = host.encode("idna").decode("ascii") if not host.isascii() else host
-    except UnicodeError:
-        raise bad_request("url host is not a valid name") from None
-    if ":" in ascii_host:
-        ascii_host = f"[{ascii_host}]"
+    ascii_host = _ascii_host(host)
     netloc = ascii_host if port is None else f"{ascii_host}:{port}"
     return urlunsplit(
         (
             parts.scheme.lower(),
-            netloc,
+            _userinfo(parts) + netloc,
             quote(parts.path, safe=_URL_SAFE) or "/",
             quote(parts.query, safe=_URL_SAFE),
             "",  # a fragment is never sent to a server
@@ -89,29 +118,103 @@ def _header_name(param: str) -> str:
     return name
 
 
-def parse_entry_query(query: str) -> EntryRequest:
-    """Read `url=` and `h_<name>=` from a raw query string."""
-    pairs = parse_qsl(query, keep_blank_values=True)
-    raw_url = next((value for key, value in pairs if key == "url"), None)
-    if raw_url is None:
+def _ascii_url_value(value: str) -> str:
+    """A Referer/Origin URL with an internationalised host in its IDNA form, the rest
+    %-encoded as UTF-8 (what a browser sends); unchanged if it is not an http(s) URL."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return value
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return value
+    ascii_host = _ascii_host(parts.hostname)
+    return urlunsplit(
+        (
+            parts.scheme.lower(),
+            ascii_host if port is None else f"{ascii_host}:{port}",
+            quote(parts.path, safe=_URL_SAFE),
+            quote(parts.query, safe=_URL_SAFE),
+            "",
+        )
+    )
+
+
+def _header_value(param: str, name: str, value: str) -> str:
+    if any(char in value for char in "\r\n\0"):
+        raise bad_request(f"invalid value for {param}")
+    if name in _URL_HEADERS and not value.isascii():
+        value = _ascii_url_value(value)
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        # HTTP header values are bytes; the upstream client sends them as Latin-1.
+        raise bad_request(f"{param} is not Latin-1 (ISO-8859-1) text") from None
+    return value
+
+
+def _is_own(name: str) -> bool:
+    return name in _OWN_PARAMS or name.startswith(_HEADER_PARAM)
+
+
+def _entry_url(query: str) -> str:
+    """The one upstream URL the query names (see the module docstring for the rules)."""
+    segments = [segment for segment in query.split("&") if segment]
+    names = [unquote_plus(segment.partition("=")[0]) for segment in segments]
+    where = [index for index, name in enumerate(names) if name == "url"]
+    if not where:
         raise bad_request("missing url parameter")
-    url = raw_url
-    if _url_was_pasted_raw(query):
-        # Taken as written: unquoting would turn a token's "+" into a space.
-        url = query[query.find("url=") + 4 :].split("&", 1)[0]
-        leftovers = [
-            f"{key}={value}" if value else key
-            for key, value in _raw_pairs(query)
-            if key not in _OWN_PARAMS and not key.startswith(_HEADER_PARAM)
-        ]
-        if leftovers:
-            url += ("&" if "?" in url else "?") + "&".join(leftovers)
+    if len(where) > 1:
+        raise bad_request("more than one url parameter")
+    [at] = where
+    decoded = dict(parse_qsl(segments[at], keep_blank_values=True)).get("url", "")
+    written = segments[at][len("url=") :]
+    raw = segments[at].startswith("url=") and _RAW_SCHEME.match(written) is not None
+    for index, name in enumerate(names):
+        if index == at or not name.lower().endswith("url"):
+            continue
+        if not (raw and index > at and not _is_own(name)):
+            raise bad_request(f"parameter {name[:40]!r} looks like a second url parameter")
+    if not raw:
+        return decoded
+    if _authority(written) != _authority(decoded):
+        raise bad_request("url is ambiguous as written: percent-encode it")
+    leftovers = [
+        segment
+        for segment, name in zip(segments[at + 1 :], names[at + 1 :], strict=True)
+        if not _is_own(name)
+    ]
+    if leftovers:
+        written += ("&" if "?" in written else "?") + "&".join(leftovers)
+    return written
+
+
+def _authority(url: str) -> tuple[str, str]:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise bad_request("url is not a valid URL") from None
+    return parts.scheme.lower(), parts.netloc
+
+
+def parse_entry_query(query: str) -> EntryRequest:
+    """Read `url=` and `h_<name>=` from a raw query string.
+
+    The query comes as Latin-1 (one character per byte); bytes that are not ASCII are read
+    as UTF-8 when they are, as a browser's address bar would send them.
+    """
+    if not query.isascii():
+        try:
+            query = query.encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            pass
+    url = _entry_url(query)
+    pairs = parse_qsl(query, keep_blank_values=True)
     headers: dict[str, str] = {}
     for key, value in pairs:
         if key.startswith(_HEADER_PARAM):
-            if any(char in value for char in "\r\n\0"):
-                raise bad_request(f"invalid value for {key}")
-            headers[_header_name(key)] = value
+            name = _header_name(key)
+            headers[name] = _header_value(key, name, value)
     if len(headers) > _MAX_HEADER_PARAMS:
         raise ProxyError(431, f"more than {_MAX_HEADER_PARAMS} h_ parameters")
     if any(len(value) > _MAX_HEADER_VALUE_CHARS for value in headers.values()):
@@ -125,14 +228,3 @@ def parse_entry_query(query: str) -> EntryRequest:
                 raise bad_request(f"{key} must be 0 or 1")
             switches[key] = value
     return EntryRequest(normalize_upstream_url(url), headers, switches)
-
-
-def _url_was_pasted_raw(query: str) -> bool:
-    start = query.find("url=")
-    return start >= 0 and "://" in query[start : start + 16]
-
-
-def _raw_pairs(query: str) -> list[tuple[str, str]]:
-    """Pairs as they were written after url=, unquoted only in their names."""
-    after_url = query[query.find("url=") :].split("&")[1:]
-    return [(unquote(key), value) for key, _, value in (part.partition("=") for part in after_url)]

@@ -5,7 +5,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from hls_proxy.bypass import carries_tokens, carry_tokens, derived_identity, entry_stream
 from hls_proxy.playlist import UriKind
 from hls_proxy.signing import Signer
-from hls_proxy.urls import EntryRequest
+from hls_proxy.urls import EntryRequest, parse_entry_query
 
 
 class TokenCarryOverTests(SynchronousTestCase):
@@ -45,6 +45,15 @@ class IdentityTests(SynchronousTestCase):
         only_browser = derived_identity("https://cdn.example/a.m3u8", {"referer": "https://site/"})
         self.assertNotIn("referer", only_browser)
         self.assertNotIn("origin", only_browser)
+
+    def test_a_derived_identity_never_carries_the_entry_urls_userinfo(self) -> None:
+        entry = parse_entry_query("url=https%3A%2F%2Fuser%3Apass%40cdn.example%2Flive.m3u8")
+        derived = derived_identity(entry.url, {})
+        self.assertEqual(
+            (derived["referer"], derived["origin"]), ("https://cdn.example/", "https://cdn.example")
+        )
+        headers = dict(entry_stream(entry, bypass_by_default=True).headers)
+        self.assertFalse(any("pass" in value for value in headers.values()), headers)
 
     def test_entry_stream_switches_are_signed_into_the_stream(self) -> None:
         url = "https://cdn.example/a.m3u8?token=1"

@@ -1,7 +1,9 @@
 """The SSRF guard's address rules and its connect-only-to-checked-address endpoint."""
 
 import ipaddress
+import socket
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
@@ -99,3 +101,88 @@ class UnresolvableTests(SynchronousTestCase):
             self.assertEqual(
                 bool(failures) and isinstance(failures[0].value, UpstreamRefused), refused, url
             )
+
+
+class _NumericResolver:
+    """Resolves as getaddrinfo does, numeric spellings only (AI_NUMERICHOST: no lookup),
+    plus a few fixed names."""
+
+    def __init__(self, names: dict[str, list[str]]) -> None:
+        self._names = names
+
+    def resolveHostName(self, receiver, hostName, portNumber=0, *args, **kwargs):  # type: ignore[no-untyped-def]
+        receiver.resolutionBegan(None)
+        if hostName in self._names:
+            found = self._names[hostName]
+        else:
+            infos = socket.getaddrinfo(
+                hostName, portNumber, proto=socket.IPPROTO_TCP, flags=socket.AI_NUMERICHOST
+            )
+            found = [info[4][0] for info in infos]
+        for address in found:
+            kind = IPv6Address if ":" in address else IPv4Address
+            receiver.addressResolved(kind("TCP", address, portNumber))
+        receiver.resolutionComplete()
+        return receiver
+
+
+SPELLINGS_OF_127_0_0_2 = [
+    b"127.0.0.2", b"2130706434", b"127.2", b"0x7f000002", b"0177.0.0.2", b"0x7f.0.0.2",
+    b"[::ffff:127.0.0.2]", b"[::ffff:7f00:2]", b"loopback-alias.example",
+]  # fmt: skip
+
+
+class AddressRuleMatchingTests(SynchronousTestCase):
+    def _refusal(self, url: bytes, **rules: list[str]) -> Failure | None:
+        reactor = MemoryReactorClock()
+        reactor.nameResolver = _NumericResolver(  # type: ignore[assignment]
+            {"loopback-alias.example": ["127.0.0.2"], "cdn.example": ["203.0.113.7"],
+             "metadata.example": ["169.254.169.254"], "v6.example": ["2001:db8::5"]}
+        )  # fmt: skip
+        # allow_private: only the host rules decide here.
+        guard = Guard(reactor, allow_private=True, connect_timeout_s=5, **rules)  # type: ignore[arg-type]
+        failures: list[Failure] = []
+        guard.endpointForURI(URI.fromBytes(url)).connect(None).addErrback(failures.append)  # type: ignore[arg-type]
+        return failures[0] if failures else None
+
+    def test_a_denied_network_catches_every_spelling_of_its_addresses(self) -> None:
+        for rule in ("127.0.0.0/8", "127.0.0.2", "::ffff:127.0.0.0/104", "[::ffff:127.0.0.2]"):
+            for host in SPELLINGS_OF_127_0_0_2:
+                failure = self._refusal(b"http://" + host + b"/live.m3u8", deny_hosts=[rule])
+                assert failure is not None, (rule, host)
+                self.assertIsInstance(failure.value, UpstreamRefused, (rule, host))
+                self.assertIn("denied", failure.value.message)
+
+    def test_an_address_rule_matches_resolved_names_too(self) -> None:
+        for url, rule in [
+            (b"http://metadata.example/", "169.254.169.254"),
+            (b"http://v6.example/", "2001:db8::/32"),
+            (b"http://[::1]/", "::1"),
+        ]:
+            failure = self._refusal(url, deny_hosts=[rule])
+            assert failure is not None, url
+            self.assertIsInstance(failure.value, UpstreamRefused)
+
+    def test_other_addresses_pass_a_deny_network(self) -> None:
+        self.assertIsNone(self._refusal(b"http://cdn.example/", deny_hosts=["127.0.0.0/8"]))
+        self.assertIsNone(self._refusal(b"http://0x7f000002/", deny_hosts=["10.0.0.0/8"]))
+
+    def test_an_allow_network_allows_every_spelling_and_nothing_else(self) -> None:
+        for host in SPELLINGS_OF_127_0_0_2:
+            self.assertIsNone(
+                self._refusal(b"http://" + host + b"/", allow_hosts=["127.0.0.0/8"]), host
+            )
+        failure = self._refusal(b"http://cdn.example/", allow_hosts=["127.0.0.0/8"])
+        assert failure is not None
+        self.assertIn("not allowed", failure.value.message)
+
+    def test_name_rules_still_match_names(self) -> None:
+        self.assertIsNone(
+            self._refusal(b"http://cdn.example/", allow_hosts=["*.example", "10.0.0.0/8"])
+        )
+        failure = self._refusal(b"http://cdn.example/", deny_hosts=["CDN.example"])
+        assert failure is not None
+        self.assertIn("denied", failure.value.message)
+        failure = self._refusal(b"http://cdn.example/", allow_hosts=["other.example"])
+        assert failure is not None
+        self.assertIn("not allowed", failure.value.message)

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 
 import attrs
 
+from .whatwg import special_url_fixup
+
 __all__ = [
     "PlaylistInfo",
     "ProxyUrl",
@@ -66,6 +68,9 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 _VARIABLE = re.compile(r"\{\$[A-Za-z0-9_-]+\}")
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 _HTTP = ("http://", "https://")
+# A backslash anywhere, or a special scheme not followed by "//": read differently by a
+# browser (WHATWG URL) than by RFC 3986.
+_BROWSER_READS_OTHERWISE = re.compile(r"[^\\]*\\|\s*(?:https?|wss?|ftp):(?!//)", re.IGNORECASE)
 _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]*)?")
 
 
@@ -83,6 +88,11 @@ class _Base:
     path: str
     query: str | None
     directory: str | None  # "https://host/dir/" when plain names may simply be appended
+
+    @property
+    def url(self) -> str:
+        query = "" if self.query is None else "?" + self.query
+        return f"{self.scheme}://{self.authority}{self.path}{query}"
 
 
 def _parse_base(base_url: str) -> _Base:
@@ -154,6 +164,13 @@ def _resolve(base: _Base, uri: str) -> str | None:
         # EXT-X-DEFINE substitution is out of scope: the player substitutes, then fetches.
         return None
     resolved: str | None
+    if _BROWSER_READS_OTHERWISE.match(uri) and base.scheme in ("http", "https"):
+        # `http:\\host\x.ts`, `https:host/x`: RFC 3986 keeps these on the playlist's host,
+        # a browser (hls.js) goes to `host`. Resolve as the browser will, so it is proxied.
+        try:
+            uri = special_url_fixup(uri, base.url)
+        except ValueError:
+            return None  # the browser cannot fetch it either
     # Shortcuts for the two common shapes; they give exactly what _join would.
     if base.directory is not None and "#" not in uri and "/." not in uri:
         if uri.startswith(_HTTP):

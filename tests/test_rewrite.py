@@ -251,3 +251,31 @@ class PropertyTests(SynchronousTestCase):
             self.assertTrue(url.startswith(("http://", "https://")), url)
         # Undoing the markers gives back the input except for the URIs themselves.
         self.assertEqual(out.count(ending), text.count(ending))
+
+
+class BrowserResolutionTests(SynchronousTestCase):
+    """URIs a browser resolves to another host are resolved that way and proxied."""
+
+    def test_backslashes_and_scheme_without_slashes_as_the_whatwg_url_standard(self) -> None:
+        body = (
+            b"#EXTM3U\n#EXTINF:4,\nhttp:\\\\evil.example\\x.ts\n#EXTINF:4,\n"
+            b"http:other.example/y.ts\n#EXTINF:4,\nhttps:/same-scheme/z.ts\n#EXTINF:4,\n"
+            b"\\\\back.example\\w.ts\n"
+        )
+        seen: list[str] = []
+
+        def proxy_url(url: str, kind: UriKind) -> str:
+            seen.append(url)
+            return "/p/x"
+
+        out = rewrite_playlist(body, "https://o.example/dir/p.m3u8", proxy_url)
+        self.assertEqual(
+            seen,
+            [
+                "http://evil.example/x.ts",
+                "http://other.example/y.ts",
+                "https://o.example/same-scheme/z.ts",
+                "https://back.example/w.ts",
+            ],
+        )
+        self.assertEqual(out.count(b"/p/x"), 4, "nothing left for the player to fetch directly")

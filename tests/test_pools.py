@@ -84,7 +84,7 @@ class IdleBoundTests(SynchronousTestCase):
 
 class BodyEndTests(SynchronousTestCase):
     def body_ending_with(self, head: bytes, reason: Failure) -> BodyReader:
-        protocol, transport = connection(StreamPool(Clock(), IdleConnections(8), per_host=8))
+        protocol, _ = connection(StreamPool(Clock(), IdleConnections(8), per_host=8))
         d = protocol.request(Request(b"GET", b"/", Headers({b"host": [b"a"]}), None))
         protocol.dataReceived(head + b"partial")
         response: IResponse = self.successResultOf(d)

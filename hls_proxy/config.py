@@ -36,7 +36,7 @@ class Config:
     max_playlist_bytes: int = 8 * 1024 * 1024
     pool_size: int = 8
     stream_idle_timeout_s: float = 300.0
-    max_redirects: int = 10
+    max_redirects: int = 20  # the Fetch standard's limit
     user_agent: str = DEFAULT_USER_AGENT
     # Many viewers, one upstream (cache.py, fanout.py, workers.py).
     cache_size_bytes: int = 256 * 1024 * 1024
@@ -69,3 +69,6 @@ class Config:
     max_upstream_per_stream: int = 32
     # Which web origins may read answers (exposure.py); "*": any.
     cors_origins: tuple[str, ...] = ("*",)
+    # Bounds across streams (pools.py): idle upstream sockets, live streams.
+    max_idle_upstream: int = 256
+    max_streams: int = 1000

@@ -145,6 +145,7 @@ class _Fetch(Body):
         self.viewers: list[Viewer] = []
         self._head_waiters: list[Deferred[ResponseHead | Diverted]] = []
         self._opening: Deferred[Opened | Diverted] | None = None
+        self._open_error: Failure | None = None  # failed before anyone waited
         self._upstream_paused = False
         self._timer: SilenceTimer | None = None
 
@@ -160,6 +161,8 @@ class _Fetch(Body):
         waiter: Deferred[ResponseHead | Diverted] = Deferred(canceller=self._head_waiter_left)
         if self.head is not None:
             waiter.callback(self.head)
+        elif self._open_error is not None:
+            waiter.errback(self._open_error)
         else:
             self._head_waiters.append(waiter)
         return waiter
@@ -200,8 +203,13 @@ class _Fetch(Body):
         waiters, self._head_waiters = self._head_waiters, []
         for waiter in waiters:
             waiter.errback(failure)
-        if not waiters and not failure.check(CancelledError, ProxyError):
-            log.failure("prefetch failed", failure)
+        if waiters:
+            return
+        if self.pinned:
+            if not failure.check(CancelledError, ProxyError):
+                log.failure("prefetch failed", failure)
+        else:  # it failed at once, before its first viewer waited: that viewer gets it
+            self._open_error = failure
 
     def attach(self, viewer: Viewer) -> None:
         self.viewers.append(viewer)

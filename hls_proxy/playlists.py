@@ -21,13 +21,12 @@ from .bodies import Answer, CappedBody, decode_content, open_upstream
 from .bypass import carries_tokens, carry_tokens
 from .cache import ByteLru, Coalescer
 from .config import Config
-from .credentials import jar_cookie_header
 from .errors import bad_gateway
 from .fanout import Diverted
 from .media import PLAYLIST_TYPE, cache_directives, max_age_s
 from .playlist import PlaylistInfo, UriKind, looks_like_playlist, playlist_info, rewrite_playlist
 from .signing import Signer
-from .streams import Stream
+from .streams import Stream, jar_cookies
 from .target import Target
 
 __all__ = [
@@ -107,7 +106,7 @@ Fetched = PlaylistEntry | Diverted
 
 
 def _key(stream: Stream, target: Target) -> Hashable:
-    return target.playlist_key(jar_cookie_header(stream.upstream.cookies, target.url))
+    return target.playlist_key(jar_cookies(stream, target.url))
 
 
 def _for_later(result: Fetched) -> Fetched:

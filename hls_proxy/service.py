@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +12,7 @@ from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.web.client import Agent
 from twisted.web.server import Site
 
 from .config import Config
@@ -20,11 +20,12 @@ from .forwarded import Forwarding
 from .guard import Guard, UnverifiedTLS, UpstreamRefused
 from .metrics import Metrics, upstream_outcome
 from .observe import ObservedSite
+from .pools import IdleConnections, StreamPool, upstream_bounds
 from .resources import build_root
 from .serving import Dispatcher
 from .signing import Signer, StreamSpec
 from .streams import StreamRegistry
-from .upstream import Upstream
+from .upstream import Upstream, new_instance_id
 
 __all__ = ["Parts", "ProxyService", "build", "build_site"]
 
@@ -61,25 +62,32 @@ def build_site(config: Config, reactor: Any) -> Parts:
         if isinstance(error, UpstreamRefused):
             metrics.ssrf_refusals.inc()
 
+    bounds = upstream_bounds(config.max_idle_upstream, config.max_streams)
+    idle_upstream = IdleConnections(bounds.max_idle)  # one bound across every stream's pool
+    instance_id = new_instance_id()  # in Via, so a request looping back is recognised
+
     def make_upstream(spec: StreamSpec) -> Upstream:
+        pool = StreamPool(reactor, idle_upstream, config.pool_size)
         return Upstream(
             reactor,
-            guard,
+            Agent.usingEndpointFactory(reactor, guard, pool=pool),
             spec.headers,
-            pool_size=config.pool_size,
             timeout_s=config.upstream_timeout_s,
             max_redirects=config.max_redirects,
             user_agent=config.user_agent,
+            instance_id=instance_id,
             derived=frozenset(filter(None, spec.option("derived").split(","))),
             on_outcome=count_upstream,
             max_concurrent=config.max_upstream_per_stream,
+            pool=pool,
         )
 
-    registry = StreamRegistry(reactor, make_upstream, config.stream_idle_timeout_s)
+    registry = StreamRegistry(
+        reactor, make_upstream, config.stream_idle_timeout_s, max_streams=bounds.max_streams
+    )
     signer = Signer(config.secret, config.old_secrets, config.url_ttl_s, reactor)
     dispatcher = Dispatcher(config, reactor, registry, signer)
     forwarding = Forwarding(config.trusted_proxies, config.public_url)
-    instance_id = secrets.token_hex(6)  # marks our own upstream requests (Via): loops
     root = build_root(
         config, dispatcher, signer, registry, reactor, forwarding, instance_id, metrics
     )

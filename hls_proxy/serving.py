@@ -22,14 +22,13 @@ from ._http import as_bytes
 from .bodies import Answer, open_upstream
 from .cache import ByteLru
 from .config import Config
-from .credentials import jar_cookie_header
 from .fanout import CachedBody, Diverted, FanOut, Opened
 from .media import media_head, write_head
 from .playlist import UriKind
 from .playlists import Playlists, with_ll_hls
 from .relay import Relay
 from .signing import Signer
-from .streams import Stream, StreamRegistry
+from .streams import Stream, StreamRegistry, jar_cookies
 from .target import Target
 
 __all__ = ["Dispatcher"]
@@ -38,7 +37,7 @@ _PASSED_REQUEST_HEADERS = (b"range", b"if-range")
 
 
 def _media_key(stream: Stream, target: Target) -> Hashable:
-    return target.media_key(jar_cookie_header(stream.upstream.cookies, target.url))
+    return target.media_key(jar_cookies(stream, target.url))
 
 
 class Dispatcher:

@@ -16,6 +16,7 @@ import attrs
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
 
+from .errors import ProxyError
 from .signing import StreamSpec
 from .upstream import Upstream
 
@@ -31,6 +32,12 @@ def stream_spec(
     identity = (entry_url, canonical, switches) if switches else (entry_url, canonical)
     digest = hashlib.sha256(repr(identity).encode("utf-8")).digest()
     return StreamSpec(base64.urlsafe_b64encode(digest[:9]).decode("ascii"), canonical, switches)
+
+
+def jar_cookies(stream: Stream, url: str) -> str:
+    """The cookies the stream's upstream has set that a request for `url` would send."""
+    cookies = stream.upstream.cookies
+    return cookies.header(url) if len(cookies) else ""
 
 
 @attrs.define
@@ -51,8 +58,10 @@ class StreamRegistry:
         clock: IReactorTime,
         make_upstream: Callable[[StreamSpec], Upstream],
         idle_timeout_s: float,
+        max_streams: int = 1000,
     ) -> None:
         self._clock = clock
+        self._max_streams = max_streams
         self._make_upstream = make_upstream
         self._idle_timeout_s = idle_timeout_s
         self._streams: dict[str, Stream] = {}
@@ -65,11 +74,27 @@ class StreamRegistry:
         stream = self._streams.get(spec.stream_id)
         if stream is None or stream.spec != spec:
             if stream is not None:  # same id, other headers: never mix them
+                del self._streams[spec.stream_id]
                 stream.upstream.close()
+            if len(self._streams) >= self._max_streams:
+                self._make_room()
             stream = Stream(spec, self._make_upstream(spec), now)
             self._streams[spec.stream_id] = stream
         stream.last_used_s = now
         return stream
+
+    def _make_room(self) -> None:
+        """Close the least recently used idle stream; 503 when every stream is busy.
+
+        Each stream has its own pool and cookie jar, so a stream per distinct h_* set
+        would otherwise let a client open streams (and sockets) without end.
+        """
+        idle = [stream for stream in self._streams.values() if stream.in_flight == 0]
+        if not idle:
+            raise ProxyError(503, "too many streams")
+        oldest = min(idle, key=lambda stream: stream.last_used_s)
+        del self._streams[oldest.spec.stream_id]
+        oldest.upstream.close()
 
     @contextmanager
     def using(self, spec: StreamSpec) -> Iterator[Stream]:

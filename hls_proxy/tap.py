@@ -140,6 +140,12 @@ class Options(usage.Options):
          "page's own."],
         ["shutdown-timeout", None, 30.0, "On SIGTERM, seconds in-flight responses get to finish.",
          _positive_float],
+        # Bounds across streams (pools.py, streams.py).
+        ["max-idle-upstream", None, 256, "Idle upstream keep-alive connections kept across all "
+         "streams (least recently used closed first; lowered to a quarter of the open-file "
+         "limit).", _positive_int],
+        ["max-streams", None, 1000, "Live streams (one per entry URL + h_* set); when full the "
+         "least recently used idle one is dropped, else 503.", _positive_int],
     ]  # fmt: skip
 
     def __init__(self, environ: dict[str, str] | None = None) -> None:
@@ -246,6 +252,8 @@ class Options(usage.Options):
             shutdown_timeout_s=self["shutdown-timeout"],
             trusted_proxies=tuple(self["trusted-proxy"]),
             public_url=self["public-url"],
+            max_idle_upstream=self["max-idle-upstream"],
+            max_streams=self["max-streams"],
             insecure_upstream=bool(self["insecure-upstream"]),
             cors_origins=tuple(self["cors-origin"]) or ("*",),
         )

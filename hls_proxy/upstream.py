@@ -1,43 +1,42 @@
-"""One stream's HTTP client: its own connection pool, cookie jar and headers.
+"""One stream's HTTP client: its headers, cookie jar and upstream slots, over an agent.
 
-We build the Agent stack ourselves rather than use treq's HTTPClient for two reasons
-that matter to a proxy: treq always asks for gzip and decodes it (segments and Range
-relays must be byte-exact), and it fixes the redirect limit at 20. The stack is
-BrowserLikeRedirectAgent -> CookieAgent -> fixed cookies -> Agent(guard, pool), so
-every redirect hop goes through the SSRF guard and sends and stores cookies.
+The agent is given (service.py builds `Agent.usingEndpointFactory(guard, pool)` with
+the stream's own pool; tests give a recording one). On top of it we follow redirects
+and keep cookies ourselves rather than use treq's HTTPClient or Twisted's
+BrowserLikeRedirectAgent and CookieAgent: treq always asks for gzip and decodes it
+(segments and Range relays must be byte-exact), and neither keeps credentials with
+their origin across a redirect nor refuses a redirect to gopher: (redirects.py).
+Every hop goes through the agent, so through the SSRF guard.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
-from http.cookiejar import CookieJar
+from typing import Any, NoReturn
 
 from OpenSSL import SSL
-from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, fail, succeed
 from twisted.internet.error import ConnectError, DNSLookupError
 from twisted.internet.error import TimeoutError as ConnectTimeout
-from twisted.internet.interfaces import IDelayedCall, IProtocol, IReactorTime, ITransport
+from twisted.internet.interfaces import IProtocol, IReactorTime, ITransport
 from twisted.internet.protocol import Protocol
 from twisted.python.components import proxyForInterface
 from twisted.python.failure import Failure
 from twisted.web.client import (
-    Agent,
-    BrowserLikeRedirectAgent,
-    CookieAgent,
     HTTPConnectionPool,
     ResponseDone,
     ResponseFailed,
     ResponseNeverReceived,
-    _HTTP11ClientFactory,
 )
-from twisted.web.error import InfiniteRedirection, RedirectWithNoLocation
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IResponse
-from zope.interface import implementer
+from twisted.web.iweb import IAgent, IResponse
 
+from .cookies import StreamCookies, origin_of
 from .errors import ProxyError, bad_gateway, gateway_timeout
+from .redirects import redirect_target, split_userinfo, too_many_redirects
 
-__all__ = ["HOP_BY_HOP", "Upstream"]
+__all__ = ["HOP_BY_HOP", "Upstream", "new_instance_id", "split_userinfo"]
 
 # Never forwarded upstream from h_ params: they describe this hop, not the stream.
 HOP_BY_HOP = frozenset(
@@ -45,53 +44,27 @@ HOP_BY_HOP = frozenset(
     "content-length proxy-authorization proxy-authenticate expect".split()
 )
 
-
-def _merge_cookie_headers(fixed: str, from_jar: str) -> str:
-    """The user's h_cookie pairs, overridden by what the upstream has set since."""
-    pairs: dict[str, str] = {}
-    for header in (fixed, from_jar):
-        for part in header.split(";"):
-            name, sep, value = part.strip().partition("=")
-            if name:
-                pairs[name] = value if sep else ""
-    return "; ".join(f"{name}={value}" for name, value in pairs.items())
+# Sent only to the origin they were given for (redirects.py).
+_CREDENTIALS = (b"authorization", b"cookie")
 
 
-@implementer(IAgent)
-class _FixedCookieAgent:
-    """Adds the stream's own Cookie (from h_cookie) to every request, merged with the jar's."""
-
-    def __init__(self, agent: IAgent, cookie: str) -> None:
-        self._agent = agent
-        self._cookie = cookie
-
-    def request(
-        self,
-        method: bytes,
-        uri: bytes,
-        headers: Headers | None = None,
-        bodyProducer: IBodyProducer | None = None,
-    ) -> Deferred[IResponse]:
-        headers = headers.copy() if headers is not None else Headers()
-        from_jar = b"; ".join(headers.getRawHeaders(b"cookie", [])).decode("latin-1")
-        headers.setRawHeaders(
-            b"cookie", [_merge_cookie_headers(self._cookie, from_jar).encode("latin-1")]
-        )
-        return self._agent.request(method, uri, headers, bodyProducer)
+def new_instance_id() -> str:
+    """A random token naming this proxy in `Via`, so it can tell its own requests."""
+    return secrets.token_hex(8)
 
 
-def _as_proxy_error(error: Exception, timed_out: bool) -> Exception:
-    """Map what the Agent raised to the answer the client gets."""
-    if isinstance(error, (ResponseFailed, ResponseNeverReceived)):
-        # Redirect failures arrive wrapped; the first reason says what happened.
-        for reason in error.reasons:
-            if reason.check(InfiniteRedirection, RedirectWithNoLocation, ProxyError):
-                return _as_proxy_error(reason.value, timed_out)
-            if reason.check(SSL.Error):
-                return bad_gateway("upstream TLS failed (certificate not trusted?)")
+def _as_proxy_error(error: Exception) -> Exception:
+    """Map what the agent raised to the answer the client gets."""
     if isinstance(error, ProxyError):
         return error
-    if timed_out or isinstance(error, ConnectTimeout):
+    if isinstance(error, (ResponseFailed, ResponseNeverReceived)):
+        for reason in error.reasons:
+            if reason.check(ProxyError):
+                return reason.value  # type: ignore[no-any-return]
+            if reason.check(SSL.Error):
+                return bad_gateway("upstream TLS failed (certificate not trusted?)")
+        return bad_gateway("upstream closed the connection")
+    if isinstance(error, ConnectTimeout):
         return gateway_timeout("upstream timed out")
     if isinstance(error, CancelledError):
         return error  # the client went away; nobody is left to answer
@@ -99,22 +72,7 @@ def _as_proxy_error(error: Exception, timed_out: bool) -> Exception:
         return bad_gateway("upstream host not found")
     if isinstance(error, ConnectError):
         return bad_gateway(f"upstream unreachable: {error.__class__.__name__}")
-    if isinstance(error, InfiniteRedirection):
-        return bad_gateway("too many upstream redirects")
-    if isinstance(error, RedirectWithNoLocation):
-        return bad_gateway("upstream redirect without Location")
-    if isinstance(error, ResponseFailed):
-        return bad_gateway("upstream closed the connection")
     return bad_gateway(f"upstream failed: {error.__class__.__name__}")
-
-
-class _QuietClientFactory(_HTTP11ClientFactory):
-    # Every pooled connection would log "Starting/Stopping factory" at info level.
-    noisy = False
-
-
-class _QuietPool(HTTPConnectionPool):
-    _factory = _QuietClientFactory
 
 
 _DONE = Failure(ResponseDone())
@@ -152,59 +110,71 @@ class _SlotHoldingResponse(proxyForInterface(IResponse)):  # type: ignore[misc]
         self.original.deliverBody(_ReleaseOnEnd(protocol, self._release))
 
 
-class _Discard(Protocol):
-    """Closes a body nobody will read (a refused attempt that is retried)."""
+class _Drain(Protocol):
+    """Reads a body nobody needs (a redirect's, a refused attempt's) so its connection
+    can go back to the pool; a long one is cut instead."""
 
-    def connectionMade(self) -> None:
-        self.transport.stopProducing()  # type: ignore[union-attr]
+    def __init__(self, limit_bytes: int = 64 * 1024) -> None:
+        self._left = limit_bytes
+
+    def dataReceived(self, data: bytes) -> None:
+        self._left -= len(data)
+        if self._left < 0 and self.transport is not None:
+            self.transport.stopProducing()  # type: ignore[attr-defined]
 
 
 def _discard_body(response: IResponse) -> None:
-    response.deliverBody(_Discard())
+    response.deliverBody(_Drain())
+
+
+def _slot_timeout(result: object, timeout: float) -> NoReturn:
+    raise ProxyError(503, "too many upstream requests for this stream")
+
+
+def _header_timeout(result: object, timeout: float) -> NoReturn:
+    raise gateway_timeout("upstream timed out")
 
 
 class Upstream:
-    """Makes a stream's upstream requests with its headers, cookies and pool."""
+    """Makes a stream's upstream requests with its headers, cookies and agent."""
 
     def __init__(
         self,
-        reactor: IReactorTime,
-        endpoint_factory: IAgentEndpointFactory,
+        clock: IReactorTime,
+        agent: IAgent,
         headers: tuple[tuple[str, str], ...],
         *,
-        pool_size: int,
         timeout_s: float,
         max_redirects: int,
         user_agent: str,
+        instance_id: str,
         derived: frozenset[str] = frozenset(),
         on_outcome: Callable[[int | None, Exception | None], None] = lambda status, error: None,
         max_concurrent: int = 32,
+        pool: HTTPConnectionPool | None = None,
     ) -> None:
         # A cap on this stream's simultaneous upstream requests, bodies included.
         self._slots = DeferredSemaphore(max_concurrent)
         self._on_outcome = on_outcome
-        self._reactor = reactor
+        self._clock = clock
+        self._agent = agent
+        self._pool = pool
         # Headers we guessed (bypass.py), not the user: dropped if the upstream refuses
         # them, and whatever worked is remembered for the rest of the stream.
         self._derived = derived
         self._send_derived = True
         self._timeout_s = timeout_s
-        self.pool = _QuietPool(reactor)
-        self.pool.maxPersistentPerHost = pool_size
-        self.pool.retryAutomatically = False  # a retried GET could double-count a live edge
-        self.cookies = CookieJar()
-        fixed_cookie = "; ".join(value for name, value in headers if name == "cookie")
-        agent: IAgent = Agent.usingEndpointFactory(reactor, endpoint_factory, pool=self.pool)
-        if fixed_cookie:
-            agent = _FixedCookieAgent(agent, fixed_cookie)
-        agent = CookieAgent(agent, self.cookies)
-        self._agent = BrowserLikeRedirectAgent(agent, redirectLimit=max_redirects)
+        self._max_redirects = max_redirects
+        self.cookies = StreamCookies()
+        self._fixed_cookie = "; ".join(value for name, value in headers if name == "cookie")
         self._headers = Headers()
         for name, value in headers:
             if name not in HOP_BY_HOP and name != "cookie":
                 self._headers.addRawHeader(name.encode("latin-1"), value.encode("latin-1"))
         if not self._headers.hasHeader(b"user-agent"):
             self._headers.setRawHeaders(b"user-agent", [user_agent.encode("latin-1")])
+        via = f"1.1 hlsproxy-{instance_id}".encode("ascii")
+        self._headers.setRawHeaders(b"via", [*self._headers.getRawHeaders(b"via", []), via])
 
     async def request(
         self, url: str, method: bytes = b"GET", extra: dict[bytes, bytes] | None = None
@@ -212,7 +182,8 @@ class Upstream:
         """Send a request; the response arrives with its body not yet read.
 
         Time to headers is bounded by the stream's timeout; errors come out as
-        ProxyError with the status the client should get.
+        ProxyError with the status the client should get. `url` may carry user:pass@,
+        sent as Basic authorization to that origin only.
         """
         response = await self._send(url, method, extra, self._send_derived)
         if response.code in (401, 403) and self._derived:
@@ -228,16 +199,8 @@ class Upstream:
     ) -> IResponse:
         """One request, holding one of the stream's upstream slots until its body ends."""
         waiting = self._slots.acquire()
-        timer = self._reactor.callLater(self._timeout_s, waiting.cancel)
-        try:
-            await waiting
-        except CancelledError:
-            if timer.active():  # the client left while we waited
-                raise
-            raise ProxyError(503, "too many upstream requests for this stream") from None
-        finally:
-            if timer.active():
-                timer.cancel()
+        waiting.addTimeout(self._timeout_s, self._clock, onTimeoutCancel=_slot_timeout)
+        await waiting
         try:
             response = await self._send_now(url, method, extra, send_derived)
         except BaseException:
@@ -254,29 +217,64 @@ class Upstream:
                 headers.removeHeader(derived_name.encode("latin-1"))
         for name, value in (extra or {}).items():
             headers.setRawHeaders(name, [value])
-        d = self._agent.request(method, url.encode("ascii"), headers)
-        timed_out = False
-
-        def on_timeout() -> None:
-            nonlocal timed_out
-            timed_out = True
-            d.cancel()
-
-        timer: IDelayedCall = self._reactor.callLater(self._timeout_s, on_timeout)
+        following = Deferred.fromCoroutine(self._follow(url, method, headers))
+        following.addTimeout(self._timeout_s, self._clock, onTimeoutCancel=_header_timeout)
         try:
-            response: IResponse = await d
+            response: IResponse = await following
         except Exception as error:
-            mapped = _as_proxy_error(error, timed_out)
+            mapped = _as_proxy_error(error)
             if not isinstance(mapped, CancelledError):
                 self._on_outcome(None, mapped)
             raise mapped from None
-        finally:
-            if timer.active():
-                timer.cancel()
         self._on_outcome(response.code, None)
+        return response
+
+    async def _follow(self, url: str, method: bytes, headers: Headers) -> IResponse:
+        """The request and its redirects; credentials only while on the first origin."""
+        url, basic = split_userinfo(url)
+        if basic is not None:
+            headers.setRawHeaders(b"authorization", [basic.encode("latin-1")])
+        home = origin_of(url)
+        at_home = True
+        for _ in range(self._max_redirects + 1):
+            at_home = at_home and origin_of(url) == home
+            response = await self._hop(url, method, headers, at_home)
+            target = redirect_target(url, response)
+            if target is None:
+                return response
+            _discard_body(response)
+            url = target
+        raise too_many_redirects()
+
+    async def _hop(self, url: str, method: bytes, headers: Headers, at_home: bool) -> IResponse:
+        hop_headers = headers.copy()
+        if not at_home:  # once a redirect left the origin, its credentials stay behind
+            for name in _CREDENTIALS:
+                hop_headers.removeHeader(name)
+        cookie = self.cookies.header(
+            url, self._fixed_cookie if at_home else "", only_setter=not at_home
+        )
+        if cookie:
+            hop_headers.setRawHeaders(b"cookie", [cookie.encode("latin-1", "replace")])
+        response: IResponse = await _request(self._agent, method, url, hop_headers)
+        self.cookies.store(url, response.headers.getRawHeaders(b"set-cookie", []))
+        if not 100 <= response.code <= 599:
+            _discard_body(response)
+            raise bad_gateway(f"upstream answered an invalid status {response.code}")
         return response
 
     def close(self) -> Deferred[None]:
         """Close idle pooled connections (in-flight ones finish on their own)."""
-        closing: Deferred[None] = self.pool.closeCachedConnections()
+        if self._pool is None:
+            return succeed(None)
+        closing: Deferred[None] = self._pool.closeCachedConnections()
         return closing
+
+
+def _request(agent: IAgent, method: bytes, url: str, headers: Headers) -> Deferred[Any]:
+    """agent.request, with what it raises synchronously (an endpoint factory refusing the
+    host) as the Deferred's failure like everything else."""
+    try:
+        return agent.request(method, url.encode("ascii"), headers)
+    except Exception:
+        return fail()

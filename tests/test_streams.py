@@ -6,6 +6,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from hls_proxy.errors import ProxyError
 from hls_proxy.signing import StreamSpec
 from hls_proxy.streams import StreamRegistry, stream_spec
 
@@ -74,3 +75,34 @@ class RegistryTests(SynchronousTestCase):
         self.registry.get(stream_spec("http://a/1", {}))
         self.registry.close_all()
         self.assertEqual((len(self.registry), self.made[0].closed), (0, 1))
+
+
+class StreamBoundTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.made: list[FakeUpstream] = []
+
+        def make(spec: StreamSpec) -> FakeUpstream:
+            upstream = FakeUpstream(spec)
+            self.made.append(upstream)
+            return upstream
+
+        self.registry = StreamRegistry(self.clock, make, idle_timeout_s=60, max_streams=2)  # type: ignore[arg-type]
+
+    def test_when_full_the_least_recently_used_idle_stream_is_closed(self) -> None:
+        first, second, third = (stream_spec(f"http://a/{i}", {}) for i in range(3))
+        self.registry.get(first)
+        self.clock.advance(1)
+        self.registry.get(second)
+        self.clock.advance(1)
+        self.registry.get(first)  # used again: `second` is now the oldest
+        self.registry.get(third)
+        self.assertEqual((len(self.registry), [u.closed for u in self.made]), (2, [0, 1, 0]))
+
+    def test_when_every_stream_is_busy_a_new_one_is_503(self) -> None:
+        with self.registry.using(stream_spec("http://a/1", {})):
+            with self.registry.using(stream_spec("http://a/2", {})):
+                with self.assertRaises(ProxyError) as raised:
+                    self.registry.get(stream_spec("http://a/3", {}))
+        self.assertEqual(raised.exception.status, 503)
+        self.assertEqual([u.closed for u in self.made], [0, 0])

@@ -94,9 +94,16 @@ class Dispatcher:
 
     async def _serve_range(self, request: Request, stream: Stream, target: Target) -> None:
         range_value = as_bytes(request.getHeader(b"range") or b"")
-        if await self.fanout.serve_range(request, _media_key(stream, target), range_value):
-            return
-        await self._serve_opened(request, stream, target, None)
+        served = await self.fanout.serve_range(
+            request,
+            _media_key(stream, target),
+            range_value,
+            lambda: self._open_media(stream, target),
+        )
+        if isinstance(served, Diverted):
+            await self._serve_opened(request, stream, target, served.answer)
+        elif not served:
+            await self._serve_opened(request, stream, target, None)
 
     async def _serve_opened(
         self, request: Request, stream: Stream, target: Target, answer: Answer | None

@@ -52,12 +52,20 @@ class Body:
 
 @implementer(IPushProducer)
 class Viewer:
-    """One client of a body: writes chunks when its socket has room, never buffers its own."""
+    """One client of a body: writes chunks when its socket has room, never buffers its own.
 
-    def __init__(self, request: Request, body: Body) -> None:
+    With a byte window [`start`, `end`) it writes only those bytes of the body (a Range
+    answered from a shared fetch); `end` None means to the end of the body.
+    """
+
+    def __init__(
+        self, request: Request, body: Body, start: int = 0, end: int | None = None
+    ) -> None:
         self._request = request
         self.body = body
         self.next_index = body.first_index
+        self.position = 0  # body offset of the chunk at next_index (windows need index 0)
+        self._window = (start, end)
         self.sent = 0
         self.paused = False
         self._ended = False
@@ -76,10 +84,21 @@ class Viewer:
             body = self.body
             while not self.paused and self.next_index < body.end_index:
                 chunk = body.chunks[self.next_index - body.first_index]
+                chunk_start = self.position
                 self.next_index += 1
-                self.sent += len(chunk)
-                self._request.write(chunk)
+                self.position += len(chunk)
+                start, end = self._window
+                if start > chunk_start or (end is not None and end < self.position):
+                    low = max(0, start - chunk_start)
+                    high = len(chunk) if end is None else end - chunk_start
+                    chunk = chunk[low:high]
+                if chunk:
+                    self.sent += len(chunk)
+                    self._request.write(chunk)
                 if self._ended:
+                    return
+                if end is not None and self.position >= end:
+                    self._finish()
                     return
             if self.next_index >= body.end_index and body.complete:
                 self._finish()
@@ -89,7 +108,7 @@ class Viewer:
             self._pumping = False
 
     def lag(self) -> int:
-        return self.body.received - self.sent
+        return self.body.received - self.position
 
     def pauseProducing(self) -> None:
         self.paused = True

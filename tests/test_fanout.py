@@ -217,3 +217,60 @@ class PlaylistCacheTests(SynchronousTestCase):
         viewer, _ = proxy.get(child("http://o.example/b.ts"))
         self.assertEqual(body_of(viewer), b"p" * 50)
         self.assertEqual(len(proxy.reactor.tcpClients), 2)
+
+
+class SharedRangeTests(SynchronousTestCase):
+    """libavformat's `Range: bytes=0-` shares the fetch a plain GET makes."""
+
+    def test_plain_and_open_ranges_from_zero_cost_one_upstream_fetch(self) -> None:
+        proxy = Proxy(self)
+        clients = [
+            proxy.get(child(SEG), "Range: bytes=0-\r\n" if index % 2 else "")[0]
+            for index in range(10)
+        ]
+        self.assertEqual(len(proxy.reactor.tcpClients), 1)
+        upstream, _ = proxy.answer(0, head(300) + b"a" * 100)
+        self.assertNotIn(b"range", upstream.value().lower(), "the shared fetch is a plain GET")
+        for index, transport in enumerate(clients):
+            self.assertEqual(body_of(transport), b"a" * 100, "bytes as they arrive")
+            if index % 2:
+                self.assertTrue(transport.value().startswith(b"HTTP/1.1 206"))
+                self.assertIn(b"Content-Range: bytes 0-299/300", transport.value())
+            else:
+                self.assertTrue(transport.value().startswith(b"HTTP/1.1 200"))
+            self.assertIn(b"Content-Length: 300", transport.value())
+        proxy.answer(0, b"b" * 200)
+        for transport in clients:
+            self.assertEqual(body_of(transport), b"a" * 100 + b"b" * 200)
+        self.assertEqual(proxy.dispatcher.fanout.upstream_fetches, 1)
+
+    def test_a_range_inside_the_received_bytes_is_answered_from_the_fetch(self) -> None:
+        proxy = Proxy(self)
+        proxy.get(child(SEG))
+        proxy.answer(0, head(300) + bytes(range(100)))
+        ranged, _ = proxy.get(child(SEG), "Range: bytes=50-149\r\n")
+        self.assertEqual(len(proxy.reactor.tcpClients), 1)
+        self.assertIn(b"Content-Range: bytes 50-149/300", ranged.value())
+        self.assertIn(b"Content-Length: 100", ranged.value())
+        self.assertEqual(body_of(ranged), bytes(range(50, 100)))
+        proxy.answer(0, bytes(range(100, 200)) + bytes(100))
+        self.assertEqual(body_of(ranged), bytes(range(50, 150)))
+        self.assertTrue(ranged.value().startswith(b"HTTP/1.1 206"))
+
+    def test_a_range_beyond_the_received_bytes_goes_upstream_as_a_range(self) -> None:
+        proxy = Proxy(self)
+        proxy.get(child(SEG))
+        proxy.answer(0, head(300) + b"x" * 10)
+        proxy.get(child(SEG), "Range: bytes=200-\r\n")
+        upstream, _ = proxy.answer(1, b"")
+        self.assertIn(b"range: bytes=200-", upstream.value().lower())
+
+    def test_an_open_range_of_a_body_without_length_is_a_200_of_all_of_it(self) -> None:
+        proxy = Proxy(self, cache_size_bytes=0)
+        client, _ = proxy.get(child(SEG), "Range: bytes=0-\r\n")
+        proxy.answer(
+            0, b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: video/mp2t\r\n\r\nabc"
+        )
+        self.assertTrue(client.value().startswith(b"HTTP/1.1 200"))
+        self.assertNotIn(b"Content-Range: bytes", client.value())
+        self.assertIn(b"\r\n3\r\nabc\r\n", client.value(), "chunked, no length known")

@@ -34,6 +34,9 @@ class Config:
     allow_private: bool = False
     upstream_timeout_s: float = 20.0
     max_playlist_bytes: int = 8 * 1024 * 1024
+    # Output bounds of one rewrite (playlists.py): far above a 50,000-segment VOD.
+    max_playlist_uris: int = 500_000
+    max_rewritten_bytes: int = 256 * 1024 * 1024
     pool_size: int = 8
     stream_idle_timeout_s: float = 300.0
     max_redirects: int = 20  # the Fetch standard's limit

@@ -20,7 +20,9 @@ from ._http import as_bytes, header_text
 from .bodies import Answer, CappedBody, decode_content, open_upstream
 from .bypass import carries_tokens, carry_tokens
 from .cache import ByteLru, Coalescer
+from .channel import MAX_REQUEST_LINE_BYTES
 from .config import Config
+from .cpu import RunCpu, run_inline
 from .errors import bad_gateway
 from .fanout import Diverted
 from .media import PLAYLIST_TYPE, cache_directives, max_age_s
@@ -42,6 +44,9 @@ __all__ = [
 # LL-HLS delivery directives forwarded to the upstream, in the order the spec lists them.
 LL_HLS_PARAMS = ("_HLS_msn", "_HLS_part", "_HLS_skip")
 _LL_HLS_VALUE = re.compile(r"^(?:[0-9]{1,12}|YES|v2)$")
+# A child path must fit the request line the proxy itself accepts ("GET <path> HTTP/1.1",
+# with room for LL-HLS query directives a player adds).
+_MAX_CHILD_PATH_CHARS = MAX_REQUEST_LINE_BYTES - 256
 # Characters an upstream URL may not carry as they are in a request line.
 _UNSAFE_IN_URL = re.compile(r'[^\x21-\x7e]|["<>\\^`{|}]')
 
@@ -123,13 +128,16 @@ class Playlists:
         clock: IReactorTime,
         signer: Signer,
         prefetch: Callable[[Stream, str], None],
+        run_cpu: RunCpu = run_inline,
     ) -> None:
+        self._run_cpu = run_cpu
         self._config = config
         self._clock = clock
         self._signer = signer
         self._prefetch = prefetch
+        # Any rewritten playlist that fits the budget may be kept (a 50,000-segment VOD too).
         self.cache: ByteLru[Hashable, PlaylistEntry] = ByteLru(
-            clock, config.playlist_cache_bytes, config.max_playlist_bytes
+            clock, config.playlist_cache_bytes, config.playlist_cache_bytes
         )
         self._fetches: Coalescer[Hashable, Fetched] = Coalescer(for_later=_for_later)
 
@@ -165,8 +173,12 @@ class Playlists:
             return Diverted(answer)
         body = await self._collect(answer)
         final_url = answer.response.request.absoluteURI.decode("ascii")  # after redirects
-        rewritten = self._rewrite(stream, target.url, body, final_url)
-        info = playlist_info(body, final_url)
+        rewritten, info = await self._run_cpu(
+            lambda: (
+                self._rewrite(stream, target.url, body, final_url),
+                playlist_info(body, final_url),
+            )
+        )
         upstream_control = header_text(answer.response.headers, b"cache-control")
         ttl_s = playlist_ttl_s(info, upstream_control, self._config.playlist_cache_ttl_s)
         entry = PlaylistEntry(rewritten, etag_for(rewritten), ttl_s)
@@ -190,16 +202,37 @@ class Playlists:
         return body
 
     def _rewrite(self, stream: Stream, url: str, body: bytes, final_url: str) -> bytes:
+        """The rewritten playlist; a 502 rather than an answer beyond the output bounds.
+
+        Runs off the reactor thread (`run_cpu`): it must only read its arguments.
+        """
         stream_part = self._signer.stream_part(stream.spec)
         child_path = self._signer.child_path
         tokens_from = url if carries_tokens(stream.spec, url) else None
+        max_uris = self._config.max_playlist_uris
+        max_output = self._config.max_rewritten_bytes
+        minted = 0
+        output = 0
 
         def proxy_url(upstream_url: str, kind: UriKind) -> str:
+            nonlocal minted, output
             if tokens_from is not None:
                 upstream_url = carry_tokens(tokens_from, upstream_url)
             if _UNSAFE_IN_URL.search(upstream_url):
                 upstream_url = quote(upstream_url, safe="%:/?#[]@!$&'()*+,;=~")
-            return child_path(stream_part, upstream_url, kind)
+            path = child_path(stream_part, upstream_url, kind)
+            minted += 1
+            output += len(path)
+            if len(path) > _MAX_CHILD_PATH_CHARS:
+                raise bad_gateway(
+                    f"a playlist URI would make a proxy URL longer than the "
+                    f"{MAX_REQUEST_LINE_BYTES}-byte request line limit"
+                )
+            if minted > max_uris:
+                raise bad_gateway(f"playlist has more than {max_uris} URIs (--max-playlist-uris)")
+            if output > max_output:
+                raise bad_gateway(f"rewritten playlist larger than {max_output} bytes")
+            return path
 
         return rewrite_playlist(body, final_url, proxy_url)
 

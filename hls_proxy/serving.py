@@ -22,6 +22,7 @@ from ._http import as_bytes
 from .bodies import Answer, open_upstream
 from .cache import ByteLru
 from .config import Config
+from .cpu import runner_for
 from .fanout import CachedBody, Diverted, FanOut, Opened
 from .media import media_head, write_head
 from .playlist import UriKind
@@ -53,7 +54,9 @@ class Dispatcher:
             clock, config.cache_size_bytes, config.cache_object_max_bytes
         )
         self.fanout = FanOut(clock, segments, silence_timeout_s=config.body_idle_timeout_s)
-        self.playlists = Playlists(config, clock, signer, prefetch=self._prefetch)
+        self.playlists = Playlists(
+            config, clock, signer, prefetch=self._prefetch, run_cpu=runner_for(clock)
+        )
 
     async def serve(self, request: Request, target: Target) -> None:
         """Answer `request` for `target`: a rewritten playlist or media."""

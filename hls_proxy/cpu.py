@@ -1,0 +1,37 @@
+"""Where CPU-heavy pure work runs: off the reactor thread when the reactor has threads.
+
+A 50,000-segment playlist takes a few hundred milliseconds to rewrite; on the reactor
+thread every other viewer (and `/health`) would wait for it. In a thread, the GIL is
+handed back to the reactor every few milliseconds. Memory reactors in unit tests have
+no threads: the work then runs inline, which keeps those tests deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IReactorThreads
+from twisted.internet.threads import deferToThreadPool
+
+__all__ = ["RunCpu", "run_inline", "runner_for"]
+
+T = TypeVar("T")
+RunCpu = Callable[[Callable[[], Any]], "Deferred[Any]"]
+
+
+def run_inline(work: Callable[[], T]) -> Deferred[T]:
+    return maybeDeferred(work)
+
+
+def runner_for(reactor: object) -> RunCpu:
+    """Run work in `reactor`'s thread pool if it has one, else inline."""
+    if not IReactorThreads.providedBy(reactor):
+        return run_inline
+    threads: Any = reactor
+
+    def in_thread(work: Callable[[], T]) -> Deferred[T]:
+        return deferToThreadPool(threads, threads.getThreadPool(), work)
+
+    return in_thread

@@ -9,14 +9,15 @@ nothing of the plaintext is readable and any change to the text fails to open.
 from __future__ import annotations
 
 import binascii
-from collections.abc import Sequence
+import hmac
+from collections.abc import Iterable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-__all__ = ["Sealer", "apply_delta", "delta", "open_any"]
+__all__ = ["DeltaEncoder", "Sealer", "apply_delta", "delta", "open_any"]
 
 _KEY_LABEL = b"hlsproxy child URL v2 AES-SIV"
 _URL_SAFE = bytes.maketrans(b"+/", b"-_")
@@ -44,20 +45,36 @@ def _decode(text: str) -> bytes | None:
 
 
 class Sealer:
-    """AES-SIV under a 512-bit key derived (HKDF-SHA256, with a label) from one secret.
+    """AES-SIV under one 512-bit key; `derive` makes the key of a sub-context.
 
-    The label keeps this key apart from any other use of the same secret, such as the
-    HMAC of the previous URL format.
+    From a secret, HKDF-SHA256 with a label gives the AES-SIV key and a separate key for
+    `derive`; the label keeps both apart from any other use of the same secret, such as
+    the HMAC of the previous URL format.
     """
 
-    def __init__(self, secret: bytes) -> None:
-        hkdf = HKDF(algorithm=hashes.SHA256(), length=64, salt=None, info=_KEY_LABEL)
-        self._siv = AESSIV(hkdf.derive(secret))
+    def __init__(self, siv_key: bytes, derive_key: bytes = b"") -> None:
+        self._siv = AESSIV(siv_key)
+        self._derive_key = derive_key
 
-    def seal(self, plaintext: bytes, associated: list[bytes]) -> str:
+    @classmethod
+    def from_secret(cls, secret: bytes) -> Sealer:
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=128, salt=None, info=_KEY_LABEL)
+        keys = hkdf.derive(secret)
+        return cls(keys[:64], keys[64:])
+
+    def derive(self, context: bytes) -> Sealer:
+        """A sealer whose texts open only under the same `context` (HMAC-SHA512 as PRF).
+
+        Binding by key rather than by associated data: one key per playlist costs a few
+        microseconds once, associated data would cost about a microsecond per URI.
+        """
+        assert self._derive_key, "derive from a sealer made by from_secret"
+        return Sealer(hmac.digest(self._derive_key, context, "sha512"))
+
+    def seal(self, plaintext: bytes, associated: list[bytes] | None = None) -> str:
         return _encode(self._siv.encrypt(plaintext, associated))
 
-    def open(self, text: str, associated: list[bytes]) -> bytes | None:
+    def open(self, text: str, associated: list[bytes] | None = None) -> bytes | None:
         """The plaintext, or None unless `text` is exactly what `seal` gave for it."""
         sealed = _decode(text)
         if sealed is None or len(sealed) < 16:
@@ -69,7 +86,7 @@ class Sealer:
 
 
 def open_any(
-    sealers: Sequence[Sealer], text: str, associated: list[bytes]
+    sealers: Iterable[Sealer], text: str, associated: list[bytes] | None = None
 ) -> tuple[Sealer, bytes] | None:
     """Open with the first key that fits (current, then old ones); which key, and what."""
     for sealer in sealers:
@@ -118,6 +135,43 @@ def delta(anchor: bytes, url: bytes) -> bytes:
     )
     suffix = ((tail & -tail).bit_length() - 1) // 8 if tail else rest
     return _varint(prefix) + _varint(suffix) + url[prefix : len(url) - suffix]
+
+
+class DeltaEncoder:
+    """`delta` against one anchor, faster for URIs shaped alike.
+
+    The URIs of one playlist usually share the same prefix and suffix lengths with the
+    anchor, so the last ones are checked first (three C-level comparisons); the result is
+    exactly `delta`'s, whatever the order of the URIs.
+    """
+
+    def __init__(self, anchor: bytes) -> None:
+        self._anchor = anchor
+        # (prefix, suffix, anchor's prefix bytes, anchor's suffix bytes, their varints)
+        self._last = (0, 0, b"", b"", b"\x00\x00")
+
+    def encode(self, url: bytes) -> bytes:
+        anchor = self._anchor
+        prefix, suffix, head, tail, lengths = self._last
+        limit = min(len(anchor), len(url))
+        if (
+            prefix + suffix <= limit
+            and url.startswith(head)
+            and url.endswith(tail)
+            # ... and neither could be longer:
+            and (prefix == limit or url[prefix] != anchor[prefix])
+            and (
+                prefix + suffix == limit
+                or url[len(url) - suffix - 1] != anchor[len(anchor) - suffix - 1]
+            )
+        ):
+            return lengths + url[prefix : len(url) - suffix]
+        encoded = delta(anchor, url)
+        prefix, at = _read_varint(encoded, 0)
+        suffix, at = _read_varint(encoded, at)
+        head, tail = anchor[:prefix], anchor[len(anchor) - suffix :]
+        self._last = (prefix, suffix, head, tail, encoded[:at])
+        return encoded
 
 
 def apply_delta(anchor: bytes, data: bytes) -> bytes:

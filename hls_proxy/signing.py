@@ -35,7 +35,7 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 
 from .playlist import UriKind
-from .sealing import Sealer, apply_delta, delta, open_any
+from .sealing import DeltaEncoder, Sealer, apply_delta, open_any
 from .signing_v1 import (
     LegacyKey,
     b64decode,
@@ -73,8 +73,8 @@ _PLAYLIST_EXTENSIONS = frozenset({"m3u8", "m3u"})
 # changing it needs a new FORMAT, or URLs already handed out stop opening.
 _DICTIONARY = (
     b'[["derived","origin,referer"],["inherit_query","1"]]'
-    b'https://www.example.com/index.m3u8?token=&expires=&signature=&Policy=&Key-Pair-Id='
-    b'~acl=/*~hmac=.m3u8?hdnts=exp=st=playlist.m3u8master.m3u8chunklist'
+    b"https://www.example.com/index.m3u8?token=&expires=&signature=&Policy=&Key-Pair-Id="
+    b"~acl=/*~hmac=.m3u8?hdnts=exp=st=playlist.m3u8master.m3u8chunklist"
     b'["accept","*/*"],["accept-language","en-US,en;q=0.9"],["authorization","Bearer '
     b'"],["cookie","cf_clearance=; __cf_bm=; PHPSESSID=; session='
     b'"],["origin","https://www.'
@@ -149,9 +149,9 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")  # any str round-trips, even a lone surrogate
 
 
-def _child_binding(sealed_anchor: str) -> list[bytes]:
-    """C's associated data: X, hashed once per playlist rather than per URI."""
-    return [b"C", hashlib.sha256(sealed_anchor.encode("ascii")).digest()]
+def _child_sealer(sealer: Sealer, sealed_anchor: str) -> Sealer:
+    """The key C is sealed with: bound to X (and to the key that sealed X)."""
+    return sealer.derive(b"C" + sealed_anchor.encode("ascii"))
 
 
 def _check_name(name: str, url: str, kind: UriKind) -> None:
@@ -167,9 +167,8 @@ class Minter:
     """
 
     def __init__(self, sealer: Sealer, anchor: Anchor, prefix: str) -> None:
-        self._seal = sealer.seal
-        self._anchor_url = _utf8(anchor.url)
-        self._binding = _child_binding(anchor.sealed)
+        self._seal = _child_sealer(sealer, anchor.sealed).seal
+        self._delta = DeltaEncoder(_utf8(anchor.url)).encode
         self._prefix = prefix
 
     def ref(self, url: str, kind: UriKind) -> str:
@@ -179,7 +178,7 @@ class Minter:
         (`/p/2X/C/name`) inside an entry playlist. Resolved against the playlist's proxy
         URL it verifies to exactly `url` and `kind`.
         """
-        sealed = self._seal(_KIND_BYTES[kind] + delta(self._anchor_url, _utf8(url)), self._binding)
+        sealed = self._seal(_KIND_BYTES[kind] + self._delta(_utf8(url)))
         return f"{self._prefix}{sealed}/{child_file_name(url, kind)}"
 
 
@@ -201,7 +200,7 @@ class Signer:
         api_key: str | bytes | None = None,
     ) -> None:
         olds = [old for old in old_secrets if old != secret]
-        self._sealers = (Sealer(secret), *(Sealer(old) for old in olds))
+        self._sealers = tuple(Sealer.from_secret(each) for each in (secret, *olds))
         self._legacy_keys = (LegacyKey(secret), *(LegacyKey(old) for old in olds))
         self._ttl_s = ttl_s
         self._clock = clock
@@ -232,11 +231,13 @@ class Signer:
         packed = deflate.compress(_utf8(document)) + deflate.flush()
         return FORMAT + self._sealers[0].seal(packed, self._stream_binding)
 
-    def _open_stream(self, sealed: str) -> tuple[Sealer, ChildTarget]:
-        opened = open_any(self._sealers, sealed[1:], self._stream_binding)
-        if opened is None or not sealed.startswith(FORMAT):
+    def _open_stream(self, sealed: str) -> ChildTarget:
+        if not sealed.startswith(FORMAT):
             raise BadSignature("bad signature")
-        sealer, packed = opened
+        opened = open_any(self._sealers, sealed[1:], self._stream_binding)
+        if opened is None:
+            raise BadSignature("bad signature")
+        packed = opened[1]
         try:
             inflate = zlib.decompressobj(-15, _DICTIONARY)
             document = (inflate.decompress(packed) + inflate.flush()).decode(
@@ -256,7 +257,7 @@ class Signer:
         if expires_s is not None and self._clock is not None and self._clock.seconds() > expires_s:
             raise BadSignature("proxy URL expired")
         url = target[1:]
-        return sealer, ChildTarget(spec, url, kind, expires_s, Anchor(sealed, url, ""))
+        return ChildTarget(spec, url, kind, expires_s, Anchor(sealed, url, ""))
 
     def minter(
         self, stream: StreamSpec, playlist_url: str, parent: ChildTarget | None = None
@@ -303,20 +304,23 @@ class Signer:
             return self._verify_v1(*segments)
         if len(segments) == 2:
             sealed, name = segments
-            _, target = self._open_stream(sealed)
+            target = self._open_stream(sealed)
         elif len(segments) == 3:
             sealed, child, name = segments
-            sealer, anchor_target = self._open_stream(sealed)
-            opened = sealer.open(child, _child_binding(sealed))
-            if opened is None:
+            anchor_target = self._open_stream(sealed)
+            # C is sealed with the key current when it was minted: children of a playlist
+            # sealed before a rotation are minted after it, with the new key.
+            found = open_any((_child_sealer(each, sealed) for each in self._sealers), child)
+            if found is None:
                 raise BadSignature("bad signature")
+            opened = found[1]
             try:
                 kind = _KIND_BY_CHAR[chr(opened[0])]
                 url = apply_delta(_utf8(anchor_target.url), opened[1:])
                 text = url.decode("utf-8", "surrogatepass")
             except (KeyError, IndexError, ValueError) as error:
                 raise BadSignature(f"undecodable proxy URL: {error}") from None
-            anchor = attrs.evolve(anchor_target.anchor, relative_prefix="../")
+            anchor = Anchor(sealed, anchor_target.url, "../")
             target = attrs.evolve(anchor_target, url=text, kind=kind, anchor=anchor)
         else:
             raise BadSignature("malformed proxy URL")
@@ -339,9 +343,7 @@ class Signer:
 
     def _verify_v1(self, stream_part: str, signed_target: str, name: str) -> ChildTarget:
         target, _, signature = signed_target.rpartition(".")
-        if not any(
-            key.matches(stream_part, target, name, signature) for key in self._legacy_keys
-        ):
+        if not any(key.matches(stream_part, target, name, signature) for key in self._legacy_keys):
             raise BadSignature("bad signature")
         try:
             kind = _KIND_BY_CHAR[target[:1]]

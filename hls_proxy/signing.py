@@ -222,8 +222,13 @@ class Signer:
     ) -> str:
         steps = 0 if expires_s is None else -(-expires_s // _EXPIRY_STEP_S)
         document = json.dumps(
-            [[list(pair) for pair in stream.options], [list(pair) for pair in stream.headers]]
-            + [stream.stream_id, steps, kind.value + url],
+            [
+                [list(pair) for pair in stream.options],
+                [list(pair) for pair in stream.headers],
+                stream.stream_id,
+                steps,
+                kind.value + url,
+            ],
             separators=(",", ":"),
             ensure_ascii=False,
         )
@@ -250,10 +255,10 @@ class Signer:
                 tuple((str(k), str(v)) for k, v in options),
             )
             kind = _KIND_BY_CHAR[target[:1]]
+            expires_s = int(steps) * _EXPIRY_STEP_S or None
         except (KeyError, ValueError, TypeError, zlib.error) as error:
             # Only reachable with our own key: a bug, never a forgery.
             raise BadSignature(f"undecodable proxy URL: {error}") from None
-        expires_s = int(steps) * _EXPIRY_STEP_S or None
         if expires_s is not None and self._clock is not None and self._clock.seconds() > expires_s:
             raise BadSignature("proxy URL expired")
         url = target[1:]

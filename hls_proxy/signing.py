@@ -29,7 +29,7 @@ import json
 import math
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -162,24 +162,42 @@ def _check_name(name: str, url: str, kind: UriKind) -> None:
 class Minter:
     """Writes the references of one playlist's URIs: `Signer.minter` makes one per rewrite.
 
-    Everything per playlist (X, its hash, the cipher) is done once here, so `ref` costs
-    one AES-SIV of a few dozen bytes.
+    A playlist URI gets a standalone `/p/2X/name` of its own, so that its own children
+    hang from it (short deltas: they share its directory and usually its token); there
+    are few per playlist. Media and keys hang from the playlist's anchor, sealed once
+    here (lazily: a master has none), so `ref` costs one AES-SIV of a few dozen bytes.
     """
 
-    def __init__(self, sealer: Sealer, anchor: Anchor, prefix: str) -> None:
-        self._seal = _child_sealer(sealer, anchor.sealed).seal
-        self._delta = DeltaEncoder(_utf8(anchor.url)).encode
-        self._prefix = prefix
+    def __init__(
+        self,
+        sealer: Sealer,
+        standalone: Callable[[str, UriKind], str],
+        anchor: Callable[[], tuple[Anchor, str]],
+    ) -> None:
+        self._sealer = sealer
+        self._standalone = standalone
+        self._anchor = anchor
+        self._seal: Callable[[bytes], str] | None = None
+        self._delta: Callable[[bytes], bytes] = bytes
+        self._prefix = ""
 
     def ref(self, url: str, kind: UriKind) -> str:
         """The reference to write in the playlist for absolute upstream `url`.
 
-        Relative (`C/name`, `../C/name`) inside a proxied playlist; path-absolute
-        (`/p/2X/C/name`) inside an entry playlist. Resolved against the playlist's proxy
-        URL it verifies to exactly `url` and `kind`.
+        `/p/2X/name` for a playlist; for media and keys, relative (`C/name`, `../C/name`)
+        inside a proxied playlist and path-absolute (`/p/2X/C/name`) inside an entry one.
+        Resolved against the playlist's proxy URL it verifies to exactly `url` and `kind`.
         """
-        sealed = self._seal(_KIND_BYTES[kind] + self._delta(_utf8(url)))
-        return f"{self._prefix}{sealed}/{child_file_name(url, kind)}"
+        if kind is UriKind.PLAYLIST:
+            return self._standalone(url, kind)
+        seal = self._seal
+        if seal is None:
+            anchor, self._prefix = self._anchor()
+            seal = self._seal = _child_sealer(self._sealer, anchor.sealed).seal
+            self._delta = DeltaEncoder(_utf8(anchor.url)).encode
+        return f"{self._prefix}{seal(_KIND_BYTES[kind] + self._delta(_utf8(url)))}/" + (
+            child_file_name(url, kind)
+        )
 
 
 class Signer:
@@ -270,21 +288,26 @@ class Signer:
         """The minter for the URIs of one playlist of `stream`, fetched from `playlist_url`.
 
         `parent` is the verified target the playlist was requested by, None for an entry
-        request. Under a format-2 parent, children are relative and `playlist_url` is
+        request. Under a format-2 parent, media refs are relative and `playlist_url` is
         unused (they hang from the parent's X); otherwise they are path-absolute under an
-        X sealing `playlist_url` (best: the final URL, the one the URIs resolve against),
-        with the expiry of a format-1 parent or a new one for an entry.
+        X sealing `playlist_url` (best: the final URL, the one the URIs resolve against).
+        Every URL minted keeps the parent's expiry; an entry (or a parent without one)
+        starts a new one.
         """
         if parent is not None and parent.stream != stream:
             raise ValueError("parent belongs to another stream")
-        if parent is not None and parent.anchor is not None:
-            return Minter(self._sealers[0], parent.anchor, parent.anchor.relative_prefix)
-        if parent is not None and parent.expires_s is not None:
-            expires_s: int | None = parent.expires_s
-        else:
-            expires_s = self._expires()
-        sealed = self._seal_stream(stream, expires_s, playlist_url, UriKind.PLAYLIST)
-        return Minter(self._sealers[0], Anchor(sealed, playlist_url, ""), f"/p/{sealed}/")
+        expires_s = self._inherited_expiry(parent)
+
+        def standalone(url: str, kind: UriKind) -> str:
+            return self._path(stream, url, kind, expires_s)
+
+        def anchor() -> tuple[Anchor, str]:
+            if parent is not None and parent.anchor is not None:
+                return parent.anchor, parent.anchor.relative_prefix
+            sealed = self._seal_stream(stream, expires_s, playlist_url, UriKind.PLAYLIST)
+            return Anchor(sealed, playlist_url, ""), f"/p/{sealed}/"
+
+        return Minter(self._sealers[0], standalone, anchor)
 
     def path(
         self, stream: StreamSpec, url: str, kind: UriKind, parent: ChildTarget | None = None
@@ -293,12 +316,16 @@ class Signer:
 
         Expiry as for `minter`: the parent's, else a new one.
         """
+        expires_s = self._inherited_expiry(parent)
+        return self._path(stream, url, kind, expires_s)
+
+    def _inherited_expiry(self, parent: ChildTarget | None) -> int | None:
         if parent is not None and parent.expires_s is not None:
-            expires_s: int | None = parent.expires_s
-        else:
-            expires_s = self._expires()
-        sealed = self._seal_stream(stream, expires_s, url, kind)
-        return f"/p/{sealed}/{child_file_name(url, kind)}"
+            return parent.expires_s
+        return self._expires()
+
+    def _path(self, stream: StreamSpec, url: str, kind: UriKind, expires_s: int | None) -> str:
+        return f"/p/{self._seal_stream(stream, expires_s, url, kind)}/{child_file_name(url, kind)}"
 
     def verify(self, segments: Sequence[str]) -> ChildTarget:
         """Decode the path segments after `/p/`; raise BadSignature unless intact.

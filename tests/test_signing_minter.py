@@ -61,13 +61,17 @@ class EntryTests(SynchronousTestCase):
         self.signer = Signer(b"secret")
 
     def test_entry_children_are_path_absolute_and_verify(self) -> None:
-        ref = self.signer.minter(LOCKED, MASTER).ref(VARIANT, UriKind.PLAYLIST)
-        self.assertTrue(ref.startswith("/p/2"), ref)
-        _, target = verify_ref(self.signer, "/playlist.m3u8?url=x", ref)
-        self.assertEqual(
-            (target.stream, target.url, target.kind), (LOCKED, VARIANT, UriKind.PLAYLIST)
-        )
-        self.assertTrue(ref.endswith("/index.m3u8"))
+        minter = self.signer.minter(LOCKED, MASTER)
+        variant = minter.ref(VARIANT, UriKind.PLAYLIST)
+        segment = minter.ref(SEGMENT, UriKind.MEDIA)
+        # A playlist gets an X of its own (its children will hang from it), media and
+        # keys a C under the entry playlist's X.
+        self.assertRegex(variant, r"^/p/2[\w-]+/index\.m3u8$")
+        self.assertRegex(segment, r"^/p/2[\w-]+/[\w-]+/seg-17\.ts$")
+        cases = [(variant, VARIANT, UriKind.PLAYLIST), (segment, SEGMENT, UriKind.MEDIA)]
+        for ref, url, kind in cases:
+            _, target = verify_ref(self.signer, "/playlist.m3u8?url=x", ref)
+            self.assertEqual((target.stream, target.url, target.kind), (LOCKED, url, kind))
 
     def test_deterministic_across_instances(self) -> None:
         first = self.signer.minter(LOCKED, MASTER).ref(VARIANT, UriKind.PLAYLIST)
@@ -100,10 +104,7 @@ class EntryTests(SynchronousTestCase):
 
     def test_every_changed_character_is_refused(self) -> None:
         minter = self.signer.minter(LOCKED, MASTER)
-        paths = [
-            minter.ref(VARIANT, UriKind.PLAYLIST),
-            self.signer.path(LOCKED, VARIANT, UriKind.PLAYLIST),
-        ]
+        paths = [minter.ref(VARIANT, UriKind.PLAYLIST), minter.ref(SEGMENT, UriKind.KEY)]
         for path in paths:
             self.signer.verify(path[len("/p/") :].split("/"))
             for index in range(len("/p/"), len(path)):
@@ -117,11 +118,12 @@ class EntryTests(SynchronousTestCase):
                     self.assertRaises(BadSignature, self.signer.verify, segments)
 
     def test_pieces_of_two_urls_do_not_combine(self) -> None:
-        one = self.signer.minter(LOCKED, MASTER).ref(VARIANT, UriKind.PLAYLIST)[3:].split("/")
+        one = self.signer.minter(LOCKED, MASTER).ref(SEGMENT, UriKind.MEDIA)[3:].split("/")
         two = self.signer.minter(LOCKED, VARIANT).ref(SEGMENT, UriKind.MEDIA)[3:].split("/")
-        mixed = [one[0], two[1], "seg-17.ts"]
-        self.assertRaises(BadSignature, self.signer.verify, mixed)
-        self.assertRaises(BadSignature, self.signer.verify, [two[0], one[1], "index.m3u8"])
+        self.signer.verify(one)
+        self.signer.verify(two)
+        self.assertRaises(BadSignature, self.signer.verify, [one[0], two[1], "seg-17.ts"])
+        self.assertRaises(BadSignature, self.signer.verify, [two[0], one[1], "seg-17.ts"])
 
     def test_malformed_paths_are_refused(self) -> None:
         for segments in ([], ["a"], ["2", "b"], ["2a", "b", "c", "d"], ["", "", ""], ["2"] * 3):
@@ -149,23 +151,26 @@ class RelativeTests(SynchronousTestCase):
         self.assertEqual(len(refs), 6)
         for written, (url, kind) in zip(refs, expected, strict=True):
             self.assertIn(written, rewritten)
-            self.assertFalse(written.startswith("/"), written)
+            # Media and keys relative; a playlist standalone (`/p/2X/name`), few of them.
+            self.assertEqual(written.startswith("/p/2"), kind is UriKind.PLAYLIST, written)
             _, target = verify_ref(self.signer, playlist_path + "?_HLS_msn=3", written)
             self.assertEqual((target.url, target.kind, target.stream), (url, kind, LOCKED))
         return refs
 
     def test_children_of_a_proxied_playlist_are_relative_and_resolve(self) -> None:
+        self.assertEqual(len(self.variant_path.split("/")), 4)  # /p/2X/index.m3u8
         refs = self.check_playlist(self.variant_path, self.variant, VARIANT)
-        self.assertTrue(all(ref.startswith("../") for ref in refs), refs)
         seg_1 = next(ref for ref in refs if ref.endswith("/seg-1.ts"))
-        # No stream in it: "../", a token (tag + what differs from the anchor), the name.
-        self.assertLess(len(seg_1), 80)
+        # No stream in it: a token (a tag and what differs from the playlist URL), the name.
+        self.assertLess(len(seg_1), 64)
+        self.assertFalse(seg_1.startswith("../"))
 
-    def test_children_of_a_standalone_path_are_relative_too(self) -> None:
-        path = self.signer.path(LOCKED, VARIANT, UriKind.PLAYLIST)
-        parent = self.signer.verify(path[len("/p/") :].split("/"))
+    def test_children_of_a_playlist_under_a_c_token_go_up_one_level(self) -> None:
+        # A URI listed as media that turns out to be a playlist is served at /p/2X/C/name.
+        ref = self.signer.minter(LOCKED, MASTER).ref(VARIANT, UriKind.MEDIA)
+        path, parent = verify_ref(self.signer, "/playlist.m3u8", ref)
         refs = self.check_playlist(path, parent, VARIANT)
-        self.assertFalse(any(ref.startswith("../") for ref in refs), refs)
+        self.assertTrue(all(ref.startswith(("../", "/p/2")) for ref in refs), refs)
 
     def test_after_a_redirect_and_on_another_origin_children_still_resolve_exactly(self) -> None:
         # The deltas are taken from absolute URLs (already resolved against the final URL),
@@ -174,13 +179,13 @@ class RelativeTests(SynchronousTestCase):
         redirected = "https://other-cdn.example/moved/deeper/index.m3u8?sig=1"
         self.check_playlist(self.variant_path, self.variant, redirected)
 
-    def test_nested_playlists_stay_at_three_segments(self) -> None:
+    def test_nested_playlists_do_not_grow_the_path(self) -> None:
         path, target = self.variant_path, self.variant
         for hop in range(4):  # a rendition report of a rendition report of ...
             report = f"https://akamai.example-cdn.net/hls/live/2012345/ch1/r{hop}/index.m3u8"
             ref = self.signer.minter(LOCKED, target.url, target).ref(report, UriKind.PLAYLIST)
             path, target = verify_ref(self.signer, path, ref)
-            self.assertEqual(len(path[len("/p/") :].split("/")), 3)
+            self.assertEqual(len(path[len("/p/") :].split("/")), 2)
             self.assertEqual(target.url, report)
 
     def test_a_parent_of_another_stream_is_refused(self) -> None:

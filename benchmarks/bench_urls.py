@@ -135,19 +135,24 @@ def main() -> None:
             f"{size / len(body):10.2f}x {per_ref:6.0f}"
             + ("" if mint_s == baseline_s else f"   mint {mint_s / baseline_s:.2f}x format 1")
         )
-    print(f"(B/ref: mean length of a reference; upstream: {len(urls[0]) - len(BASE) - 7})\n")
+    upstream_ref = len(f"seg00001.ts?{TOKEN}")
+    print(f"(B/ref: mean length of a reference; of the upstream one: {upstream_ref})\n")
 
     locked, master = locked_stream()
     locked_variant = master.replace("master.m3u8", "720p/index.m3u8")
+    locked_segment = master.replace("master.m3u8", "720p/seg-1.ts")
     old_signer = Signer(b"bench-secret")
-    lengths = [
-        ("format 1 child_path", old_signer.child_path(old_signer.stream_part(locked), locked_variant, UriKind.PLAYLIST)),
-        ("format 2 entry child /p/2X/C/name", signer.minter(locked, master).ref(locked_variant, UriKind.PLAYLIST)),
-        ("format 2 standalone /p/2X/name", signer.path(locked, locked_variant, UriKind.PLAYLIST)),
-    ]  # fmt: skip
-    print(
-        f"locked stream ({len(master)}-char URL, {len(dict(locked.headers)['cookie'])}-char cookie)"
+    old_path = old_signer.child_path(
+        old_signer.stream_part(locked), locked_variant, UriKind.PLAYLIST
     )
+    entry = signer.minter(locked, master)
+    lengths = [
+        ("format 1 child_path", old_path),
+        ("format 2 playlist child /p/2X/name", entry.ref(locked_variant, UriKind.PLAYLIST)),
+        ("format 2 media child /p/2X/C/name", entry.ref(locked_segment, UriKind.MEDIA)),
+    ]
+    cookie = dict(locked.headers)["cookie"]
+    print(f"locked stream ({len(master)}-char URL, {len(cookie)}-char cookie), from an entry:")
     for name, path in lengths:
         print(f"  {name:36} {len(path):4} chars")
 

@@ -4,14 +4,17 @@ Format 2, two shapes:
 
     /p/2<X>/<file name>            X seals the stream (id, headers, options), the expiry,
                                    the upstream URL and its kind
-    /p/2<X>/<C>/<file name>        C seals another URL, as a delta from X's URL, bound to X
+    /p/2<X>/<C>/<file name>        C seals another URL and kind, as a delta from X's URL,
+                                   under a key bound to X
 
-A playlist's children are written relative to the playlist's own proxy URL: `<C>/<name>`
-under the first shape, `../<C>/<name>` under the second, so a player resolves them to the
-second shape with the playlist's X, and the long X (a cookie, a User-Agent, a token) is
-written once per playlist URL instead of once per segment. An entry playlist has no X in
-its own URL, so its children are path-absolute `/p/2<X>/<C>/<name>` with X sealing the
-playlist itself.
+A playlist URI gets the first shape, an X of its own. Media and key URIs in a playlist
+served at `/p/2X/name` are written `<C>/<name>`, relative, so a player resolves them
+against the playlist's URL to `/p/2X/<C>/<name>`: the long X (a cookie, a User-Agent, a
+token) is written once, in the playlist's own URL, instead of once per segment, and C is
+little more than what differs from the playlist's URL (`seg00001.ts`). Under a playlist
+served at the second shape (a URI listed as media that was a playlist) they are written
+`../<C>/<name>`. An entry playlist (`/playlist.m3u8?url=...`) has no X in its URL, so its
+media URIs are path-absolute `/p/2<X>/<C>/<name>` with X sealing the entry playlist.
 
 Nothing is readable: X and C are AES-SIV (sealing.py), deterministic, so a URL stays the
 same from one rewrite to the next and caches keep working. The file name keeps the
@@ -150,7 +153,7 @@ def _utf8(text: str) -> bytes:
 
 
 def _child_sealer(sealer: Sealer, sealed_anchor: str) -> Sealer:
-    """The key C is sealed with: bound to X (and to the key that sealed X)."""
+    """The key C is sealed with, bound to X: a C opens under no other X."""
     return sealer.derive(b"C" + sealed_anchor.encode("ascii"))
 
 

@@ -82,6 +82,14 @@ class EntryTests(SynchronousTestCase):
             Signer(b"other").minter(LOCKED, MASTER).ref(VARIANT, UriKind.PLAYLIST), first
         )
 
+    def test_a_reference_does_not_depend_on_the_uris_before_it(self) -> None:
+        urls = [SEGMENT, MASTER, "https://x.example/a.ts", SEGMENT.replace("17", "18"), VARIANT]
+        first = self.signer.minter(LOCKED, MASTER)
+        forward = {url: first.ref(url, UriKind.MEDIA) for url in urls}
+        second = self.signer.minter(LOCKED, MASTER)
+        backward = {url: second.ref(url, UriKind.MEDIA) for url in reversed(urls)}
+        self.assertEqual(forward, backward)
+
     def test_nothing_of_the_url_or_headers_is_readable(self) -> None:
         refs = [
             self.signer.minter(LOCKED, MASTER).ref(VARIANT, UriKind.PLAYLIST),

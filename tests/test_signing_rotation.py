@@ -120,3 +120,22 @@ class ExpiryInheritanceTests(SynchronousTestCase):
         first = entry_child(signer)
         clock.advance(10)
         self.assertEqual(entry_child(signer), first)
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        url=st.text(min_size=1, max_size=120),
+        media=st.booleans(),
+        position=st.integers(min_value=0),
+        replacement=st.characters(min_codepoint=33, max_codepoint=126),
+    )
+    def test_any_changed_character_of_a_format_two_url_is_refused(
+        self, url: str, media: bool, position: int, replacement: str
+    ) -> None:
+        signer = Signer(b"k")
+        kind = UriKind.MEDIA if media else UriKind.PLAYLIST
+        path = signer.minter(SPEC, "https://cdn.example/index.m3u8").ref(url, kind)
+        index = len("/p/") + position % (len(path) - len("/p/"))
+        if path[index] in ("/", replacement):
+            return
+        tampered = path[:index] + replacement + path[index + 1 :]
+        self.assertRaises(BadSignature, signer.verify, segments(tampered))

@@ -32,7 +32,7 @@ import json
 import math
 import re
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -59,6 +59,7 @@ __all__ = [
 
 FORMAT = "2"  # first character of X; format 1 stream parts always start `eN` (zlib)
 _EXPIRY_STEP_S = 300
+_OPENED_MAX = 1024  # X values kept opened: about one per playlist being watched
 _KIND_BY_CHAR = {kind.value: kind for kind in UriKind}
 _KIND_BYTES = {kind: kind.value.encode("ascii") for kind in UriKind}
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
@@ -173,11 +174,11 @@ class Minter:
 
     def __init__(
         self,
-        sealer: Sealer,
+        child_sealer: Callable[[str], Sealer],
         standalone: Callable[[str, UriKind], str],
         anchor: Callable[[], tuple[Anchor, str]],
     ) -> None:
-        self._sealer = sealer
+        self._sealer = child_sealer
         self._standalone = standalone
         self._anchor = anchor
         self._seal: Callable[[bytes], str] | None = None
@@ -196,7 +197,7 @@ class Minter:
         seal = self._seal
         if seal is None:
             anchor, self._prefix = self._anchor()
-            seal = self._seal = _child_sealer(self._sealer, anchor.sealed).seal
+            seal = self._seal = self._sealer(anchor.sealed).seal
             self._delta = DeltaEncoder(_utf8(anchor.url)).encode
         return f"{self._prefix}{seal(_KIND_BYTES[kind] + self._delta(_utf8(url)))}/" + (
             child_file_name(url, kind)
@@ -229,6 +230,8 @@ class Signer:
         # Only a hash of the key is bound (associated data, never in the URL).
         fingerprint = hashlib.sha256(b"hlsproxy api key\0" + key).digest() if key else b""
         self._stream_binding = [b"X" + fingerprint]
+        # X opened, and the current key for C under it; bounded, cleared when full.
+        self._opened: dict[str, tuple[ChildTarget, Sealer]] = {}
 
     def _expires(self) -> int | None:
         if self._ttl_s is None or self._clock is None:
@@ -258,6 +261,27 @@ class Signer:
         return FORMAT + self._sealers[0].seal(packed, self._stream_binding)
 
     def _open_stream(self, sealed: str) -> ChildTarget:
+        """X opened (from the cache: every segment of a playlist has the same), unexpired."""
+        opened = self._opened.get(sealed)
+        if opened is None:
+            opened = self._unseal_stream(sealed), _child_sealer(self._sealers[0], sealed)
+            if len(self._opened) >= _OPENED_MAX:
+                self._opened.clear()
+            self._opened[sealed] = opened
+        target = opened[0]
+        expires_s = target.expires_s
+        if expires_s is not None and self._clock is not None and self._clock.seconds() > expires_s:
+            raise BadSignature("proxy URL expired")
+        return target
+
+    def _child_sealers(self, sealed: str) -> Iterator[Sealer]:
+        """The keys a C under X may be sealed with: the current one, then the old ones."""
+        opened = self._opened.get(sealed)
+        yield opened[1] if opened is not None else _child_sealer(self._sealers[0], sealed)
+        for old in self._sealers[1:]:
+            yield _child_sealer(old, sealed)
+
+    def _unseal_stream(self, sealed: str) -> ChildTarget:
         if not sealed.startswith(FORMAT):
             raise BadSignature("bad signature")
         opened = open_any(self._sealers, sealed[1:], self._stream_binding)
@@ -280,8 +304,6 @@ class Signer:
         except (KeyError, ValueError, TypeError, zlib.error) as error:
             # Only reachable with our own key: a bug, never a forgery.
             raise BadSignature(f"undecodable proxy URL: {error}") from None
-        if expires_s is not None and self._clock is not None and self._clock.seconds() > expires_s:
-            raise BadSignature("proxy URL expired")
         url = target[1:]
         return ChildTarget(spec, url, kind, expires_s, Anchor(sealed, url, ""))
 
@@ -310,7 +332,7 @@ class Signer:
             sealed = self._seal_stream(stream, expires_s, playlist_url, UriKind.PLAYLIST)
             return Anchor(sealed, playlist_url, ""), f"/p/{sealed}/"
 
-        return Minter(self._sealers[0], standalone, anchor)
+        return Minter(lambda sealed: next(self._child_sealers(sealed)), standalone, anchor)
 
     def path(
         self, stream: StreamSpec, url: str, kind: UriKind, parent: ChildTarget | None = None
@@ -345,7 +367,7 @@ class Signer:
             anchor_target = self._open_stream(sealed)
             # C is sealed with the key current when it was minted: children of a playlist
             # sealed before a rotation are minted after it, with the new key.
-            found = open_any((_child_sealer(each, sealed) for each in self._sealers), child)
+            found = open_any(self._child_sealers(sealed), child)
             if found is None:
                 raise BadSignature("bad signature")
             opened = found[1]

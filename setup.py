@@ -16,6 +16,8 @@ setup(
         "service-identity>=24.1.0",
         "pyopenssl>=24.2.1",
         "attrs>=23.1.0",
+        # AES-SIV for the sealed child URLs (signing.py); pyopenssl pulls it in anyway.
+        "cryptography>=42",
         # The Prometheus text format and its types, rather than a hand-written renderer.
         "prometheus_client>=0.20.0",
     ],

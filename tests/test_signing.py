@@ -1,4 +1,5 @@
-"""Signed child URLs: deterministic, tamper-evident, extension-keeping."""
+"""Format-1 child URLs (`stream_part` + `child_path`, still minted until `minter` is wired in):
+deterministic, tamper-evident, extension-keeping. Format 2: test_signing_minter.py."""
 
 from hypothesis import given, settings
 from hypothesis import strategies as st

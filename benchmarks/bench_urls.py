@@ -1,0 +1,163 @@
+"""Child URL cost: format 1 (`child_path`) against format 2 (`minter`), in one run.
+
+    python3 benchmarks/bench_urls.py          # a few seconds; pure CPU, no network
+
+For a 50,000-segment VOD media playlist with a token query on every URI, measures the
+time to mint every reference (alone, and as the whole `rewrite_playlist`) and the size of
+the rewritten playlist, in the two places a media playlist is served from: as a child of
+a proxied master (format 2 writes relative references) and straight from an entry
+request (path-absolute ones). Then the length of one child of a "locked" stream (Chrome
+User-Agent, Referer, Origin, a 200-character cookie, an Akamai `hdnts=` token). Each
+time is the best of `--repeat` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import string
+import time
+from collections.abc import Callable
+
+from hls_proxy.playlist import UriKind, rewrite_playlist
+from hls_proxy.signing import Signer, StreamSpec
+
+SEGMENTS = 50_000
+TOKEN = "token=" + "".join(random.Random(1).choices(string.ascii_letters + string.digits, k=43))
+BASE = "https://vod.example-cdn.com/hls/movie-12345"
+MASTER = f"{BASE}/master.m3u8?{TOKEN}"
+MEDIA = f"{BASE}/1080p/index.m3u8?{TOKEN}"
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+
+
+def vod_playlist(segments: int) -> bytes:
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:4", "#EXT-X-PLAYLIST-TYPE:VOD"]
+    for number in range(1, segments + 1):
+        lines += ["#EXTINF:4.0,", f"seg{number:05d}.ts?{TOKEN}"]
+    return ("\n".join([*lines, "#EXT-X-ENDLIST"]) + "\n").encode()
+
+
+def plain_stream() -> StreamSpec:
+    return StreamSpec("b3JkaW5hcnkx", (("accept", "*/*"), ("user-agent", CHROME)))
+
+
+def locked_stream() -> tuple[StreamSpec, str]:
+    """A stream a CDN locks to its site, and its Akamai-tokened master URL."""
+    rng = random.Random(7)
+    b64 = string.ascii_letters + string.digits + "-_"
+    cookie = (
+        f"cf_clearance={''.join(rng.choices(b64, k=60))}; __cf_bm={''.join(rng.choices(b64, k=80))}"
+        f"; session={''.join(rng.choices('0123456789abcdef', k=40))}"
+    )[:200]
+    headers = {
+        "accept": "*/*",
+        "accept-language": "en-US,en;q=0.9",
+        "cookie": cookie,
+        "origin": "https://www.example-sports.com",
+        "referer": "https://www.example-sports.com/live/channel-1",
+        "user-agent": CHROME,
+    }
+    hmac = "".join(rng.choices("0123456789abcdef", k=64))
+    url = (
+        "https://akamai-live.example-cdn.net/hls/live/2012345/channel1/master.m3u8"
+        f"?hdnts=exp=1764675600~acl=/hls/live/2012345/channel1/*~hmac={hmac}"
+    )
+    spec = StreamSpec("AbCdEfGhIjKl", tuple(sorted(headers.items())), (("derived", "origin"),))
+    return spec, url
+
+
+def best_s(work: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--segments", type=int, default=SEGMENTS)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    repeat = max(1, min(args.repeat, 50))
+    body = vod_playlist(max(1, min(args.segments, 1_000_000)))
+    urls: list[str] = []
+    rewrite_playlist(body, MEDIA, lambda url, kind: urls.append(url) or url)
+    signer, spec = Signer(b"bench-secret"), plain_stream()
+
+    # Format 1: the stream part and the whole URL in every reference.
+    part = signer.stream_part(spec)
+
+    def old_ref(url: str, kind: UriKind) -> str:
+        return signer.child_path(part, url, kind)
+
+    # Format 2 under a proxied master: the media playlist is served at /p/2X/C/index.m3u8.
+    variant = signer.minter(spec, MASTER).ref(MEDIA, UriKind.PLAYLIST)
+    parent = signer.verify(variant[len("/p/") :].split("/"))
+
+    def child_minter() -> Callable[[str, UriKind], str]:
+        return signer.minter(spec, MEDIA, parent).ref
+
+    def entry_minter() -> Callable[[str, UriKind], str]:
+        return signer.minter(spec, MEDIA).ref
+
+    def mint_all(make: Callable[[], Callable[[str, UriKind], str]]) -> Callable[[], list[str]]:
+        return lambda: [ref(url, UriKind.MEDIA) for ref in [make()] for url in urls]
+
+    def rewrite(make: Callable[[], Callable[[str, UriKind], str]]) -> Callable[[], bytes]:
+        return lambda: rewrite_playlist(body, MEDIA, make())
+
+    cases = [
+        ("format 1 child_path", lambda: old_ref),
+        ("format 2, under a proxied master", child_minter),
+        ("format 2, entry request", entry_minter),
+    ]
+    identity_s = best_s(lambda: rewrite_playlist(body, MEDIA, lambda url, kind: url), repeat)
+    print(f"{len(urls):,} segments, upstream playlist {len(body):,} bytes")
+    print(f"rewrite_playlist with no minting: {identity_s * 1000:.0f} ms\n")
+    print(
+        f"{'':34} {'mint ms':>8} {'rewrite ms':>11} {'bytes':>12} {'x upstream':>11} {'B/ref':>6}"
+    )
+    baseline_s = 0.0
+    for name, make in cases:
+        mint_s = best_s(mint_all(make), repeat)
+        rewrite_s = best_s(rewrite(make), repeat)
+        size = len(rewrite(make)())
+        refs = mint_all(make)()
+        per_ref = sum(map(len, refs)) / len(refs)
+        baseline_s = baseline_s or mint_s
+        print(
+            f"{name:34} {mint_s * 1000:8.0f} {rewrite_s * 1000:11.0f} {size:12,} "
+            f"{size / len(body):10.2f}x {per_ref:6.0f}"
+            + ("" if mint_s == baseline_s else f"   mint {mint_s / baseline_s:.2f}x format 1")
+        )
+    upstream_ref = len(f"seg00001.ts?{TOKEN}")
+    print(f"(B/ref: mean length of a reference; of the upstream one: {upstream_ref})\n")
+
+    locked, master = locked_stream()
+    locked_variant = master.replace("master.m3u8", "720p/index.m3u8")
+    locked_segment = master.replace("master.m3u8", "720p/seg-1.ts")
+    old_signer = Signer(b"bench-secret")
+    old_path = old_signer.child_path(
+        old_signer.stream_part(locked), locked_variant, UriKind.PLAYLIST
+    )
+    entry = signer.minter(locked, master)
+    lengths = [
+        ("format 1 child_path", old_path),
+        ("format 2 playlist child /p/2X/name", entry.ref(locked_variant, UriKind.PLAYLIST)),
+        ("format 2 media child /p/2X/C/name", entry.ref(locked_segment, UriKind.MEDIA)),
+    ]
+    cookie = dict(locked.headers)["cookie"]
+    print(f"locked stream ({len(master)}-char URL, {len(cookie)}-char cookie), from an entry:")
+    for name, path in lengths:
+        segments = path[len("/p/") :].split("/")
+        verify_s = best_s(lambda s=segments: [signer.verify(s) for _ in range(1000)], repeat) / 1000
+        print(f"  {name:36} {len(path):4} chars, verify {verify_s * 1e6:5.1f} us")
+
+
+if __name__ == "__main__":
+    main()

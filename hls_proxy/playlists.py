@@ -175,7 +175,7 @@ class Playlists:
         final_url = answer.response.request.absoluteURI.decode("ascii")  # after redirects
         rewritten, info = await self._run_cpu(
             lambda: (
-                self._rewrite(stream, target.url, body, final_url),
+                self._rewrite(stream, target, body, final_url),
                 playlist_info(body, final_url),
             )
         )
@@ -201,13 +201,13 @@ class Playlists:
             raise bad_gateway("upstream did not return an HLS playlist (#EXTM3U missing)")
         return body
 
-    def _rewrite(self, stream: Stream, url: str, body: bytes, final_url: str) -> bytes:
+    def _rewrite(self, stream: Stream, target: Target, body: bytes, final_url: str) -> bytes:
         """The rewritten playlist; a 502 rather than an answer beyond the output bounds.
 
         Runs off the reactor thread (`run_cpu`): it must only read its arguments.
         """
-        stream_part = self._signer.stream_part(stream.spec)
-        child_path = self._signer.child_path
+        mint = self._signer.minter(stream.spec, final_url, target.child).ref
+        url = target.url
         tokens_from = url if carries_tokens(stream.spec, url) else None
         max_uris = self._config.max_playlist_uris
         max_output = self._config.max_rewritten_bytes
@@ -220,7 +220,7 @@ class Playlists:
                 upstream_url = carry_tokens(tokens_from, upstream_url)
             if _UNSAFE_IN_URL.search(upstream_url):
                 upstream_url = quote(upstream_url, safe="%:/?#[]@!$&'()*+,;=~")
-            path = child_path(stream_part, upstream_url, kind)
+            path = mint(upstream_url, kind)
             minted += 1
             output += len(path)
             if len(path) > _MAX_CHILD_PATH_CHARS:

@@ -185,7 +185,7 @@ class _Child(_Proxied):
             child = self._signer.verify(segments)
         except BadSignature as error:
             raise forbidden(str(error)) from None
-        return Target(child.stream, child.url, child.kind)
+        return Target(child.stream, child.url, child.kind, child=child)
 
 
 class _Health(_Endpoint):

@@ -85,7 +85,9 @@ def build_site(config: Config, reactor: Any) -> Parts:
     registry = StreamRegistry(
         reactor, make_upstream, config.stream_idle_timeout_s, max_streams=bounds.max_streams
     )
-    signer = Signer(config.secret, config.old_secrets, config.url_ttl_s, reactor)
+    signer = Signer(
+        config.secret, config.old_secrets, config.url_ttl_s, reactor, config.api_key or None
+    )
     dispatcher = Dispatcher(config, reactor, registry, signer)
     forwarding = Forwarding(config.trusted_proxies, config.public_url)
     root = build_root(

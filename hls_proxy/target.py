@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from .playlist import UriKind
-from .signing import StreamSpec
+from .signing import ChildTarget, StreamSpec
 
 __all__ = ["Target"]
 
@@ -25,6 +25,9 @@ class Target:
     url: str
     kind: UriKind
     strict: bool = False
+    # The verified child URL this request came in on (None for entry requests): its
+    # children are minted relative to it, and inherit its expiry.
+    child: ChildTarget | None = None
 
     @property
     def wants_playlist(self) -> bool:
@@ -42,4 +45,6 @@ class Target:
         return (self.url, self.stream.headers, jar_cookies)
 
     def playlist_key(self, jar_cookies: str) -> Hashable:
-        return (self.stream, self.url, jar_cookies)
+        # The rewritten body depends on the URL it is served at (relative children).
+        anchor = None if self.child is None else self.child.anchor
+        return (self.stream, self.url, jar_cookies, anchor)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from urllib.parse import urljoin
 from collections.abc import Coroutine
 from typing import Any
 
@@ -54,12 +55,13 @@ def run(coroutine: Coroutine[Any, Any, None]) -> Deferred[None]:
     return Deferred.fromCoroutine(coroutine)
 
 
-def proxy_uris(playlist: bytes) -> list[str]:
-    """Every proxied URI in a playlist: URI lines and URI="..." attributes."""
+def proxy_uris(playlist: bytes, served_at: str = "/") -> list[str]:
+    """Every URI in a playlist (URI lines and URI="..." attributes) as a proxy path,
+    resolved against the path the playlist was served at (children may be relative)."""
     text = playlist.decode()
-    found = re.findall(r'URI="(/p/[^"]+)"', text)
-    found += [line for line in text.splitlines() if line.startswith("/p/")]
-    return found
+    found = re.findall(r'URI="([^"]+)"', text)
+    found += [line for line in text.splitlines() if line and not line.startswith("#")]
+    return [urljoin(served_at, reference) for reference in found]
 
 
 def tv_tree(check: Any = None) -> Tree:
@@ -97,7 +99,7 @@ class PlaybackPathTests(TestCase):
             for child in children:
                 body = await (await http.get(proxy + child)).content()
                 self.assertNotIn(origin.encode(), body)
-                for grandchild in proxy_uris(body):
+                for grandchild in proxy_uris(body, child):
                     answer = await http.get(proxy + grandchild)
                     self.assertEqual(answer.code, 200, grandchild)
                     fetched[grandchild.rsplit("/", 1)[1]] = await answer.content()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from urllib.parse import urljoin
 from collections.abc import Coroutine
 from typing import Any
+from urllib.parse import urljoin
 
 from twisted.internet.defer import Deferred
 from twisted.python.filepath import FilePath

@@ -30,7 +30,7 @@ from typing import Any, cast
 import attrs
 from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService, Service
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IProcessTransport, IStreamServerEndpoint
 from twisted.internet.protocol import ProcessProtocol
@@ -197,14 +197,13 @@ class _Children(Service):
     def _spawn(self) -> None:
         if not self.running:
             return
-        settings = self._settings
         child = _Child(self)
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         self._running[child] = self._reactor.spawnProcess(
             child,
             sys.executable,
             [sys.executable, "-c", _BOOT, package_root],
-            env={**os.environ, _SETTINGS_ENV: settings.to_json()},
+            env={**os.environ, _SETTINGS_ENV: self._settings.to_json()},
             childFDs={0: "w", 1: 1, 2: 2, CHILD_FD: self._port.fileno()},
         )
 
@@ -270,14 +269,12 @@ class WorkersService(MultiService):
         log.info("{workers} workers on {address}", workers=len(self.children.pids) + 1,
                  address=self.port.port.getHost() if self.port.port else None)  # fmt: skip
 
-    def stopService(self) -> Deferred[None]:
-        stopped: Deferred[None] = Deferred.fromCoroutine(_await(super().stopService()))
-        return stopped.addBoth(lambda _: shutil.rmtree(self.metrics_dir, ignore_errors=True))
+    def stopService(self) -> Deferred[Any]:
+        def remove(result: object) -> object:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+            return result
 
-
-async def _await(result: Any) -> None:
-    if isinstance(result, Deferred):
-        await result
+        return maybeDeferred(super().stopService).addBoth(remove)
 
 
 def _watch_parent(reactor: Any) -> IService:

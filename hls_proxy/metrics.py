@@ -2,20 +2,25 @@
 
 Counters that the hot paths already keep (cache hits, fan-out fetches and bytes) are
 read at scrape time by a collector, so the per-chunk path does no extra work.
+
+Under `--workers N` each process has its own registry; `snapshot()` and `render_sum()` are
+how one worker adds up every worker's samples for a scrape (gather.py moves the bytes).
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from twisted.web.http import RESPONSES
 
-__all__ = ["Metrics", "endpoint_of", "status_label", "upstream_outcome"]
+__all__ = ["Metrics", "endpoint_of", "render_sum", "status_label", "upstream_outcome"]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _ENDPOINTS = {
@@ -119,3 +124,53 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def snapshot(self) -> bytes:
+        """Every sample of this process (watched ones read now), as JSON for `render_sum`."""
+        return json.dumps(
+            [
+                {
+                    "name": family.name,
+                    "type": family.type,
+                    "help": family.documentation,
+                    "unit": family.unit,
+                    "samples": [
+                        [sample.name, sample.labels, sample.value]
+                        for sample in family.samples
+                        # A creation time does not add up across processes.
+                        if not sample.name.endswith("_created")
+                    ],
+                }
+                for family in self.registry.collect()
+            ]
+        ).encode("utf-8")
+
+
+class _Fixed(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+def render_sum(snapshots: Iterable[bytes]) -> bytes:
+    """Prometheus text for the sum of several `Metrics.snapshot()`s.
+
+    Samples with the same name and labels add up: counters, histogram buckets/sums/counts
+    and gauges alike (open connections, cached bytes). Samples that differ by label stay
+    apart, so `hlsproxy_worker{pid=...}` lists every process that answered.
+    """
+    families: dict[str, Metric] = {}
+    totals: dict[tuple[str, str, tuple[tuple[str, str], ...]], float] = {}
+    for snapshot in snapshots:
+        for family in json.loads(snapshot):
+            name = family["name"]
+            if name not in families:
+                families[name] = Metric(name, family["help"], family["type"], family["unit"])
+            for sample_name, labels, value in family["samples"]:
+                key = (name, sample_name, tuple(sorted(labels.items())))
+                totals[key] = totals.get(key, 0.0) + float(value)
+    for (name, sample_name, labels), value in totals.items():
+        families[name].add_sample(sample_name, dict(labels), value)
+    return generate_latest(_Fixed(list(families.values())))

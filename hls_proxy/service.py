@@ -17,6 +17,7 @@ from twisted.web.server import Site
 
 from .config import Config
 from .forwarded import Forwarding
+from .gather import share_metrics
 from .guard import Guard, UnverifiedTLS, UpstreamRefused
 from .metrics import Metrics, upstream_outcome
 from .observe import ObservedSite
@@ -27,7 +28,7 @@ from .signing import Signer, StreamSpec
 from .streams import StreamRegistry
 from .upstream import Upstream, new_instance_id
 
-__all__ = ["Parts", "ProxyService", "build", "build_site"]
+__all__ = ["Parts", "ProxyService", "build_site"]
 
 log = Logger()
 
@@ -118,12 +119,17 @@ class ProxyService(MultiService):
     """The listener plus stream expiry; stopping closes every stream's pool."""
 
     def __init__(
-        self, config: Config, reactor: Any, listen: Callable[[Site], IService] | None = None
+        self,
+        config: Config,
+        reactor: Any,
+        listen: Callable[[Site], IService] | None = None,
+        metrics_dir: str | None = None,
     ) -> None:
         super().__init__()
         self._config = config
         self._reactor = reactor
         self._listen = listen  # workers.py: serve on an inherited socket instead of the port
+        self._metrics_dir = metrics_dir  # workers.py: /metrics sums every worker (gather.py)
         self.registry: StreamRegistry | None = None
         self.site: ObservedSite | None = None
 
@@ -152,6 +158,8 @@ class ProxyService(MultiService):
             self._listen(site).setServiceParent(self)
         else:
             strports.service(self._config.port, site, reactor=self._reactor).setServiceParent(self)
+        if self._metrics_dir is not None:
+            share_metrics(self._reactor, site, self._metrics_dir).setServiceParent(self)
         expiry = TimerService(
             max(1.0, min(30.0, self._config.stream_idle_timeout_s / 4)), self.registry.expire
         )
@@ -183,11 +191,3 @@ class ProxyService(MultiService):
             )
         if self.registry is not None:
             await self.registry.close_all()
-
-
-def build(config: Config, reactor: Any) -> IService:
-    if config.workers > 1:
-        from .workers import WorkersService
-
-        return WorkersService(config, reactor)
-    return ProxyService(config, reactor)

@@ -8,13 +8,14 @@ import secrets
 from typing import Any
 
 from twisted.application.service import IService
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
 from twisted.python import usage
 
 from .config import DEFAULT_HLSJS_URL, Config, port_description
-from .service import build
+from .service import ProxyService
+from .workers import WorkersService
 
-__all__ = ["Options", "makeService"]
+__all__ = ["Options", "build", "makeService"]
 
 _ENV_PREFIX = "HLSPROXY_"
 
@@ -217,9 +218,16 @@ class Options(usage.Options):
             # Parsing only; nothing listens until the service starts.
             from twisted.internet import reactor
 
-            serverFromString(reactor, port_description(self["port"]))
+            endpoint = serverFromString(reactor, port_description(self["port"]))
         except (ValueError, KeyError, TypeError) as error:
             raise usage.UsageError(f"--port: {error}") from None
+        if self["workers"] > 1 and not isinstance(
+            endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint)
+        ):
+            # The workers share one listening TCP socket (workers.py).
+            raise usage.UsageError(
+                f"--workers {self['workers']} needs a tcp: or tcp6: --port, not {self['port']!r}"
+            )
 
     def config(self) -> Config:
         secret = self["secret"]
@@ -259,8 +267,15 @@ class Options(usage.Options):
         )
 
 
+def build(config: Config, reactor: Any, log_format: str = "text") -> IService:
+    """One process serving the port, or (--workers N) it and N-1 children sharing it."""
+    if config.workers > 1:
+        return WorkersService(config, reactor, log_format=log_format)
+    return ProxyService(config, reactor)
+
+
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     reactor_: Any = reactor
-    return build(options.config(), reactor_)
+    return build(options.config(), reactor_, options["log-format"])

@@ -1,14 +1,18 @@
 """`--workers N`: one listening socket shared by N processes, each with its own reactor.
 
-The parent (the twistd process) creates and binds the socket, serves on it itself, and
-spawns N-1 children (`python -m hls_proxy.workers`) that inherit it as fd 3 and adopt it
-with `reactor.adoptStreamPort`. The kernel hands each new connection to one of them.
-SIGTERM to the parent stops its service, which sends SIGTERM to every child and waits
-for them to exit (SIGKILL after `STOP_GRACE_S`). A child that dies unasked is restarted;
-a child whose parent is gone stops by itself.
+The parent (the twistd process) listens through Twisted's own endpoint parser
+(`serverFromString(reactor, --port).listen(site)`), serves on that port itself, and spawns
+N-1 children (`_child_main`) that inherit the port's socket as fd 3 and adopt it with
+`reactor.adoptStreamPort`. The kernel hands each new connection to one of them.
 
-Each worker has its own caches, streams and pools: memory is N times one worker's, and
-a segment can be fetched once per worker rather than once overall.
+`WorkersService` is a MultiService: the parent's `ProxyService` and `_Children`. Stopping
+it (SIGTERM to twistd) drains the parent and sends SIGTERM to every child, then SIGKILL to
+those still alive after their own drain time. A child that dies unasked is restarted; a
+child whose parent is gone stops by itself. Children log like the parent (--log-format).
+
+Each worker has its own caches, streams and pools: memory is N times one worker's, and a
+segment can be fetched once per worker rather than once overall. /metrics, though, is
+summed over all of them (gather.py, through a private directory of unix sockets).
 """
 
 from __future__ import annotations
@@ -16,60 +20,87 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
+import shutil
 import socket
 import sys
-from collections.abc import Callable
-from typing import Any
+import tempfile
+from typing import Any, cast
 
 import attrs
-from twisted.application.service import IService, Service
-from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IListeningPort
+from twisted.application.internet import TimerService
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort, IProcessTransport, IStreamServerEndpoint
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from .config import Config
+from .service import ProxyService
 
-__all__ = ["AdoptedPort", "WorkersService", "config_from_json", "config_to_json", "tcp_address"]
+__all__ = ["AdoptedPort", "WorkersService", "config_from_json", "config_to_json"]
 
 log = Logger()
 
 CHILD_FD = 3
-STOP_GRACE_S = 10.0
 RESTART_DELAY_S = 1.0
-_CONFIG_ENV = "HLSPROXY_WORKER_CONFIG"
-
-
-def tcp_address(port: str) -> tuple[str, int, int]:
-    """(interface, port, backlog) of a `tcp:` endpoint string; other kinds are refused."""
-    kind, _, rest = port.partition(":")
-    if kind not in ("tcp", "tcp6"):
-        raise ValueError(f"--workers above 1 needs a tcp: port, not {kind}:")
-    positional: list[str] = []
-    options: dict[str, str] = {}
-    for part in rest.split(":"):
-        name, equals, value = part.partition("=")
-        if equals:
-            options[name] = value
-        else:
-            positional.append(part)
-    number = int(options.get("port", positional[0] if positional else "0"))
-    interface = options.get("interface", "::" if kind == "tcp6" else "")
-    return interface, number, int(options.get("backlog", "511"))
+KILL_MARGIN_S = 5.0  # beyond --shutdown-timeout, before a child that ignores SIGTERM is killed
+_SETTINGS_ENV = "HLSPROXY_WORKER"
+# `-c`, not `-m`: the child imports hls_proxy from the parent's copy (argv[1]), even when
+# the parent runs from a source tree that is not on the default path.
+_BOOT = (
+    "import sys\n"
+    "if sys.argv[1] not in sys.path: sys.path.insert(0, sys.argv[1])\n"
+    "from hls_proxy.workers import _child_main\n"
+    "_child_main()\n"
+)
 
 
 def config_to_json(config: Config) -> str:
     values = attrs.asdict(config)
     values["secret"] = base64.b64encode(config.secret).decode("ascii")
+    values["old_secrets"] = [base64.b64encode(old).decode("ascii") for old in config.old_secrets]
     return json.dumps(values)
 
 
 def config_from_json(text: str) -> Config:
     values: dict[str, Any] = json.loads(text)
     values["secret"] = base64.b64decode(values["secret"])
+    values["old_secrets"] = tuple(base64.b64decode(old) for old in values["old_secrets"])
+    for name, value in values.items():
+        if isinstance(value, list):  # JSON has no tuples; Config's sequences are tuples
+            values[name] = tuple(value)
     return Config(**values)
+
+
+@attrs.frozen
+class _Settings:
+    """What a child needs beyond the Config: how to log and where workers meet for /metrics."""
+
+    config: Config
+    log_format: str
+    metrics_dir: str
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "config": config_to_json(self.config),
+                "log_format": self.log_format,
+                "metrics_dir": self.metrics_dir,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> _Settings:
+        values = json.loads(text)
+        return cls(
+            config_from_json(values["config"]),
+            values["log_format"],
+            values["metrics_dir"],
+        )
 
 
 class AdoptedPort(Service):
@@ -95,134 +126,202 @@ class AdoptedPort(Service):
         return stopped
 
 
-def adopting(reactor: Any, fd: int, family: socket.AddressFamily) -> Callable[[Site], IService]:
-    return lambda site: AdoptedPort(reactor, fd, family, site)
+class _SharedPort(Service):
+    """Listens on an endpoint at once, and keeps the port so children can inherit it."""
+
+    def __init__(self, endpoint: IStreamServerEndpoint) -> None:
+        self._endpoint = endpoint
+        self._site: Site | None = None
+        self.port: IListeningPort | None = None
+
+    def serving(self, site: Site) -> IService:
+        """ProxyService's `listen`: it builds the site when it starts."""
+        self._site = site
+        return self
+
+    def startService(self) -> None:
+        super().startService()
+        outcome: list[IListeningPort | Failure] = []
+        assert self._site is not None, "serving(site) first"
+        self._endpoint.listen(self._site).addBoth(outcome.append)
+        if not outcome:
+            raise RuntimeError("--workers: the --port endpoint did not listen at once")
+        if isinstance(outcome[0], Failure):
+            outcome[0].raiseException()
+        self.port = outcome[0]
+
+    def stopService(self) -> Deferred[None] | None:
+        super().stopService()
+        port, self.port = self.port, None
+        return None if port is None else port.stopListening()
+
+    def fileno(self) -> int:
+        assert self.port is not None, "not listening"
+        # tcp.Port has one; IListeningPort does not declare it (tap.py allows only TCP).
+        return int(cast(Any, self.port).fileno())
 
 
 class _Child(ProcessProtocol):
-    def __init__(self, owner: WorkersService) -> None:
+    def __init__(self, owner: _Children) -> None:
         self._owner = owner
         self.ended: Deferred[None] = Deferred()
 
     def processEnded(self, reason: Failure) -> None:
         self.ended.callback(None)
-        self._owner.child_ended(self, reason)
+        self._owner.ended(self, reason)
 
 
-class WorkersService(Service):
-    """Binds the port, serves on it in this process, and runs `workers - 1` children."""
+class _Children(Service):
+    """Runs `count` child workers on the shared port; restarts those that die unasked."""
 
-    def __init__(self, config: Config, reactor: Any) -> None:
-        self._config = config
+    def __init__(
+        self, reactor: Any, count: int, port: _SharedPort, settings: _Settings, grace_s: float
+    ) -> None:
         self._reactor = reactor
-        self._socket: socket.socket | None = None
-        self._inner: IService | None = None
-        self._children: dict[_Child, Any] = {}
-        self._stopping = False
+        self._count = count
+        self._port = port
+        self._settings = settings
+        self._grace_s = grace_s
+        self._running: dict[_Child, IProcessTransport] = {}
+        self._restarts: set[Any] = set()  # delayed calls
+        self._kills: dict[_Child, Any] = {}  # SIGKILL if still there after the grace time
+
+    @property
+    def pids(self) -> list[int]:
+        return [process.pid for process in self._running.values() if process.pid is not None]
 
     def startService(self) -> None:
-        from .service import ProxyService
-
         super().startService()
-        interface, number, backlog = tcp_address(self._config.port)
-        family = socket.AF_INET6 if ":" in interface else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((interface, number))
-        sock.listen(backlog)
-        sock.setblocking(False)
-        self._socket = sock
-        self._inner = ProxyService(
-            self._config, self._reactor, listen=adopting(self._reactor, sock.fileno(), family)
-        )
-        self._inner.startService()
-        log.info(
-            "{workers} workers on port {port}",
-            workers=self._config.workers,
-            port=sock.getsockname()[1],
-        )
-        for _ in range(self._config.workers - 1):
+        for _ in range(self._count):
             self._spawn()
 
     def _spawn(self) -> None:
-        if self._stopping or self._socket is None:
+        if not self.running:
             return
         child = _Child(self)
-        env = dict(os.environ)
-        env[_CONFIG_ENV] = config_to_json(self._config)
-        env["HLSPROXY_WORKER_FAMILY"] = str(int(self._socket.family))
-        process = self._reactor.spawnProcess(
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self._running[child] = self._reactor.spawnProcess(
             child,
             sys.executable,
-            [sys.executable, "-m", "hls_proxy.workers"],
-            env=env,
-            childFDs={0: "w", 1: 1, 2: 2, CHILD_FD: self._socket.fileno()},
+            [sys.executable, "-c", _BOOT, package_root],
+            env={**os.environ, _SETTINGS_ENV: self._settings.to_json()},
+            childFDs={0: "w", 1: 1, 2: 2, CHILD_FD: self._port.fileno()},
         )
-        self._children[child] = process
 
-    def child_ended(self, child: _Child, reason: Failure) -> None:
-        self._children.pop(child, None)
-        if not self._stopping:
+    def ended(self, child: _Child, reason: Failure) -> None:
+        self._running.pop(child, None)
+        kill = self._kills.pop(child, None)
+        if kill is not None and kill.active():
+            kill.cancel()
+        if self.running:
             log.warn("worker exited ({reason}); restarting it", reason=reason.getErrorMessage())
-            self._reactor.callLater(RESTART_DELAY_S, self._spawn)
+            restart = self._reactor.callLater(RESTART_DELAY_S, self._restart)
+            self._restarts.add(restart)
 
-    def stopService(self) -> Deferred[None]:
+    def _restart(self) -> None:
+        self._restarts = {call for call in self._restarts if call.active()}
+        self._spawn()
+
+    def stopService(self) -> Deferred[Any]:
         super().stopService()
-        self._stopping = True
-        waits: list[Deferred[Any]] = []
-        for child, process in list(self._children.items()):
-            waits.append(child.ended)
+        for restart in self._restarts:
+            if restart.active():
+                restart.cancel()
+        self._restarts.clear()
+        waits: list[Deferred[None]] = []
+        for child, process in list(self._running.items()):
             _signal(process, "TERM")
-            self._reactor.callLater(STOP_GRACE_S, _signal, process, "KILL")
-        if self._inner is not None:
-            waits.append(Deferred.fromCoroutine(_wait(self._inner.stopService())))
-        done = DeferredList(waits)
-
-        def close(_: object) -> None:
-            if self._socket is not None:
-                self._socket.close()
-                self._socket = None
-
-        return done.addCallback(close)
+            self._kills[child] = self._reactor.callLater(self._grace_s, _signal, process, "KILL")
+            waits.append(child.ended)
+        return DeferredList(waits)
 
 
-async def _wait(result: Any) -> None:
-    if isinstance(result, Deferred):
-        await result
-
-
-def _signal(process: Any, name: str) -> None:
+def _signal(process: IProcessTransport, name: str) -> None:
     try:
         process.signalProcess(name)
     except Exception:  # it has already exited (ProcessExitedAlready)
         pass
 
 
-def _child_main() -> None:
-    """A worker process: adopt fd 3, serve until SIGTERM or until the parent is gone."""
-    from twisted.internet import reactor as _reactor
-    from twisted.internet.task import LoopingCall
-    from twisted.logger import globalLogBeginner, textFileLogObserver
+class WorkersService(MultiService):
+    """This process serving the port, plus `workers - 1` children sharing its socket."""
 
-    from .service import ProxyService
+    def __init__(self, config: Config, reactor: Any, log_format: str = "text") -> None:
+        super().__init__()
+        # Named now, made at start: a directory only this server's workers can enter.
+        self.metrics_dir = os.path.join(tempfile.gettempdir(), "hlsproxy-" + secrets.token_hex(8))
+        self.port = _SharedPort(serverFromString(reactor, config.port))
+        self.proxy = ProxyService(
+            config, reactor, listen=self.port.serving, metrics_dir=self.metrics_dir
+        )
+        self.proxy.setServiceParent(self)  # started first: it listens, children inherit that
+        self.children = _Children(
+            reactor,
+            config.workers - 1,
+            self.port,
+            _Settings(config, log_format, self.metrics_dir),
+            grace_s=config.shutdown_timeout_s + KILL_MARGIN_S,
+        )
+        self.children.setServiceParent(self)
 
-    reactor: Any = _reactor
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
-    config = config_from_json(os.environ[_CONFIG_ENV])
-    family = socket.AddressFamily(int(os.environ.get("HLSPROXY_WORKER_FAMILY", socket.AF_INET)))
-    service = ProxyService(config, reactor, listen=adopting(reactor, CHILD_FD, family))
+    def startService(self) -> None:
+        os.mkdir(self.metrics_dir, 0o700)
+        super().startService()
+        log.info("{workers} workers on {address}", workers=len(self.children.pids) + 1,
+                 address=self.port.port.getHost() if self.port.port else None)  # fmt: skip
+
+    def stopService(self) -> Deferred[Any]:
+        def remove(result: object) -> object:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+            return result
+
+        return maybeDeferred(super().stopService).addBoth(remove)
+
+
+def _watch_parent(reactor: Any) -> IService:
     parent = os.getppid()
 
-    def parent_alive() -> None:
+    def check() -> None:
         if os.getppid() != parent:
             log.warn("parent process gone; stopping worker")
             reactor.stop()
 
-    reactor.callWhenRunning(service.startService)
-    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
-    LoopingCall(parent_alive).start(1.0, now=False)
+    watch = TimerService(1.0, check)
+    watch.clock = reactor
+    return watch
+
+
+def _family(fd: int) -> socket.AddressFamily:
+    """The address family of an inherited socket, asked of the socket itself (a wrong one
+    makes every peer address garbage)."""
+    probe = socket.socket(fileno=fd)
+    try:
+        return probe.family
+    finally:
+        probe.detach()  # the fd stays open for adoptStreamPort
+
+
+def _child_main() -> None:
+    """A worker process: adopt fd 3, serve until SIGTERM or until the parent is gone."""
+    from twisted.internet import reactor as _reactor
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    from .logs import json_observer
+
+    reactor: Any = _reactor
+    settings = _Settings.from_json(os.environ[_SETTINGS_ENV])
+    observer = json_observer() if settings.log_format == "json" else textFileLogObserver(sys.stdout)
+    globalLogBeginner.beginLoggingTo([observer])
+    family = _family(CHILD_FD)
+    worker = MultiService()
+    ProxyService(
+        settings.config,
+        reactor,
+        listen=lambda site: AdoptedPort(reactor, CHILD_FD, family, site),
+        metrics_dir=settings.metrics_dir,
+    ).setServiceParent(worker)
+    _watch_parent(reactor).setServiceParent(worker)
+    reactor.callWhenRunning(worker.startService)
+    reactor.callWhenRunning(log.info, "worker {pid} serving", pid=os.getpid())
+    reactor.addSystemEventTrigger("before", "shutdown", worker.stopService)
     reactor.run()
-
-
-if __name__ == "__main__":
-    _child_main()

@@ -58,3 +58,17 @@ class OptionsTests(SynchronousTestCase):
         self.assertTrue(first.secret_is_random)
         self.assertNotEqual(first.secret, second.secret)
         self.assertGreaterEqual(len(first.secret), 32)
+
+    def test_workers_need_a_tcp_port(self) -> None:
+        error = self.assertRaises(
+            usage.UsageError, parse, ["--workers", "2", "--port", "unix:/tmp/hlsproxy.sock"]
+        )
+        self.assertIn("--workers 2 needs a tcp: or tcp6: --port", str(error))
+        self.assertRaises(usage.UsageError, parse, [], {"HLSPROXY_WORKERS": "2", "PORT": "unix:x"})
+        self.assertEqual(parse(["--workers", "2", "--port", "tcp6:0"]).config().workers, 2)
+        self.assertEqual(
+            parse(["--workers", "2", "--port", r"tcp:0:interface=\:\:1"]).config().port,
+            r"tcp:0:interface=\:\:1",
+        )
+        # One process may listen on anything Twisted can.
+        self.assertEqual(parse(["--port", "unix:/tmp/hlsproxy.sock"]).config().workers, 1)

@@ -35,7 +35,7 @@ class Config:
     upstream_timeout_s: float = 20.0
     max_playlist_bytes: int = 8 * 1024 * 1024
     # Output bounds of one rewrite (playlists.py): far above a 50,000-segment VOD.
-    max_playlist_uris: int = 500_000
+    max_playlist_uris: int = 200_000
     max_rewritten_bytes: int = 256 * 1024 * 1024
     pool_size: int = 8
     stream_idle_timeout_s: float = 300.0

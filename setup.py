@@ -23,7 +23,7 @@ setup(
     ],
     extras_require={
         "test": ["hypothesis>=6.100"],
-        "lint": ["ruff>=0.6", "mypy>=1.10", "mypy-zope>=1.0.5"],
+        "lint": ["ruff>=0.6", "mypy>=1.10", "mypy-zope>=1.0.5", "import-linter>=2.1"],
     },
     zip_safe=False,
 )

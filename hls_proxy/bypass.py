@@ -14,7 +14,7 @@ from __future__ import annotations
 from urllib.parse import unquote, urlsplit
 
 from .signing import StreamSpec
-from .streams import stream_spec
+from .streamspec import stream_spec
 from .urls import EntryRequest
 
 __all__ = [

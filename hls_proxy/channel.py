@@ -23,6 +23,8 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.web.http import RESPONSES, HTTPChannel, _GenericHTTPChannelProtocol
 
+from .config import MAX_REQUEST_LINE_BYTES
+
 __all__ = [
     "MAX_BODY_BYTES",
     "MAX_HEADERS",
@@ -37,7 +39,6 @@ log = Logger()
 # The longest child URL the rewrite mints is about 44 KB: the upstream URL (at most 16 KiB
 # characters, urls.py) in base64 (21.8 KB) plus the stream part (h_ headers, at most 16 KiB,
 # compressed then base64: 21.9 KB when they do not compress) plus the signature and name.
-MAX_REQUEST_LINE_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 32 * 1024  # every header line, without line endings
 MAX_HEADERS = 100
 MAX_BODY_BYTES = 4 * 1024

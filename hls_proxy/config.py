@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["DEFAULT_HLSJS_URL", "DEFAULT_USER_AGENT", "Config", "port_description"]
+__all__ = [
+    "DEFAULT_HLSJS_URL",
+    "DEFAULT_USER_AGENT",
+    "MAX_REQUEST_LINE_BYTES",
+    "Config",
+    "port_description",
+]
+
+# The longest request line the proxy accepts (channel.py: 414 beyond). The playlist
+# rewrite never mints a child URL that would not fit (playlists.py).
+MAX_REQUEST_LINE_BYTES = 64 * 1024
 
 DEFAULT_USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "

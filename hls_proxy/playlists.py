@@ -20,8 +20,7 @@ from ._http import as_bytes, header_text
 from .bodies import Answer, CappedBody, decode_content, open_upstream
 from .bypass import carries_tokens, carry_tokens
 from .cache import ByteLru, Coalescer
-from .channel import MAX_REQUEST_LINE_BYTES
-from .config import Config
+from .config import MAX_REQUEST_LINE_BYTES, Config
 from .cpu import RunCpu, run_inline
 from .errors import bad_gateway
 from .fanout import Diverted

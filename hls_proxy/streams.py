@@ -7,10 +7,9 @@ There is no global "current stream": every request names its stream.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredList
@@ -18,20 +17,12 @@ from twisted.internet.interfaces import IReactorTime
 
 from .errors import ProxyError
 from .signing import StreamSpec
-from .upstream import Upstream
+from .streamspec import stream_spec
+
+if TYPE_CHECKING:
+    from .upstream import Upstream
 
 __all__ = ["Stream", "StreamRegistry", "stream_spec"]
-
-
-def stream_spec(
-    entry_url: str, headers: dict[str, str], options: dict[str, str] | None = None
-) -> StreamSpec:
-    """The stream for an entry request: canonical headers and options, and a stable id."""
-    canonical = tuple(sorted((name.lower(), value) for name, value in headers.items()))
-    switches = tuple(sorted((options or {}).items()))
-    identity = (entry_url, canonical, switches) if switches else (entry_url, canonical)
-    digest = hashlib.sha256(repr(identity).encode("utf-8")).digest()
-    return StreamSpec(base64.urlsafe_b64encode(digest[:9]).decode("ascii"), canonical, switches)
 
 
 def jar_cookies(stream: Stream, url: str) -> str:

@@ -40,7 +40,7 @@ from twisted.web.server import Request
 from .bodies import DONE, Answer, HeldBody, SilenceTimer, ended_cleanly, upstream_of
 from .errors import ProxyError, bad_gateway, gateway_timeout
 from .media import ResponseHead, write_head
-from .packets import Packetizer, pat_offsets
+from .packets import Packetizer, keyframe_offsets, pat_offsets
 from .viewers import Body, Viewer
 
 __all__ = ["LiveChannel", "LiveChannels", "is_live_head", "live_request"]
@@ -111,6 +111,7 @@ class LiveChannel(Body):
         self.held_bytes = 0
         self._arrived_s: list[float] = []  # per chunk, parallel to `chunks`
         self._starts_at_pat: list[bool] = []
+        self._has_keyframe: list[bool] = []
         self.started_s = self._clock.seconds()
         self.reconnects = 0
         self._last_reconnect_s = self.started_s
@@ -171,11 +172,13 @@ class LiveChannel(Body):
             return
         now = self._clock.seconds()
         pats = pat_offsets(block)
+        keyframes = keyframe_offsets(block)
         cuts = sorted({0, *pats, len(block)})
         for start, end in pairwise(cuts):
             self.chunks.append(block[start:end])
             self._arrived_s.append(now)
             self._starts_at_pat.append(start in pats)
+            self._has_keyframe.append(any(start <= key < end for key in keyframes))
         self.received += len(block)
         self.held_bytes += len(block)
         self._channels.received_bytes += len(block)
@@ -192,7 +195,8 @@ class LiveChannel(Body):
             drop += 1
         if not drop:
             return
-        del self.chunks[:drop], self._arrived_s[:drop], self._starts_at_pat[:drop]
+        del self.chunks[:drop], self._arrived_s[:drop]
+        del self._starts_at_pat[:drop], self._has_keyframe[:drop]
         self.first_index += drop
         for viewer in list(self.viewers):
             if viewer.next_index < self.first_index:  # its next bytes are gone: detach
@@ -289,7 +293,8 @@ class LiveChannel(Body):
             upstream.stopProducing()
         if self._reopening is not None:
             self._reopening.cancel()
-        self.chunks, self._arrived_s, self._starts_at_pat = [], [], []
+        self.chunks, self._arrived_s = [], []
+        self._starts_at_pat, self._has_keyframe = [], []
 
     def _forget(self) -> None:
         self._channels.forget(self._key, self)
@@ -297,26 +302,29 @@ class LiveChannel(Body):
     # Viewer side.
 
     def join_index(self) -> int:
-        """Where a new viewer starts: byte 0 while young, else the oldest PAT that arrived
-        within the join window (or the newest PAT held, or the window's first chunk)."""
+        """Where a new viewer starts: byte 0 while young; else at the PAT before the oldest
+        video keyframe that arrived within the join window (a demuxer finds its tables and
+        a decoder its references at once); else the oldest PAT in the window, the newest
+        PAT held, or the window's first chunk."""
         if self.young and self.first_offset == 0:
             return self.first_index
         since = self._clock.seconds() - self._channels.join_window_s
-        newest_pat: int | None = None
+        last_pat: int | None = None
+        first_pat: int | None = None
         first_recent: int | None = None
-        for index, (arrived, pat) in enumerate(
-            zip(self._arrived_s, self._starts_at_pat, strict=True)
-        ):
-            if arrived >= since and first_recent is None:
+        for index, arrived in enumerate(self._arrived_s):
+            recent = arrived >= since
+            if self._starts_at_pat[index]:
+                last_pat = index
+                if recent and first_pat is None:
+                    first_pat = index
+            if recent and first_recent is None:
                 first_recent = index
-            if pat:
-                if arrived >= since:
-                    return self.first_index + index
-                newest_pat = index
-        if newest_pat is not None:
-            return self.first_index + newest_pat
-        if first_recent is not None:
-            return self.first_index + first_recent
+            if recent and self._has_keyframe[index] and last_pat is not None:
+                return self.first_index + last_pat
+        for fallback in (first_pat, last_pat, first_recent):
+            if fallback is not None:
+                return self.first_index + fallback
         return self.end_index
 
     def attach(self, request: Request) -> Viewer:

@@ -7,7 +7,7 @@ half a packet, whichever connection or join point its bytes came from.
 
 from __future__ import annotations
 
-__all__ = ["PACKET_BYTES", "SYNC", "Packetizer", "find_sync", "pat_offsets"]
+__all__ = ["PACKET_BYTES", "SYNC", "Packetizer", "find_sync", "keyframe_offsets", "pat_offsets"]
 
 PACKET_BYTES = 188
 SYNC = 0x47
@@ -35,6 +35,25 @@ def pat_offsets(block: bytes) -> list[int]:
     for offset in range(0, len(block) - PACKET_BYTES + 1, PACKET_BYTES):
         flags, pid_low = block[offset + 1], block[offset + 2]
         if flags & 0x5F == 0x40 and pid_low == 0:  # PUSI set, PID 0 (priority bit ignored)
+            offsets.append(offset)
+    return offsets
+
+
+def keyframe_offsets(block: bytes) -> list[int]:
+    """Offsets of the packets of an aligned `block` that start a video keyframe: the
+    adaptation field's random_access_indicator set on a packet that starts a video PES
+    (stream id 0xE0-0xEF). A decoder can start there without missing references."""
+    offsets = []
+    for offset in range(0, len(block) - PACKET_BYTES + 1, PACKET_BYTES):
+        control = block[offset + 3] >> 4 & 0x3
+        if not block[offset + 1] & 0x40 or control != 0x3:  # PUSI, adaptation + payload
+            continue
+        adaptation_bytes = block[offset + 4]
+        if adaptation_bytes == 0 or not block[offset + 5] & 0x40:  # random access
+            continue
+        pes = offset + 5 + adaptation_bytes
+        stream_id = block[pes + 3] if pes + 3 < offset + PACKET_BYTES else 0
+        if block[pes : pes + 3] == b"\0\0\1" and 0xE0 <= stream_id <= 0xEF:
             offsets.append(offset)
     return offsets
 

@@ -8,7 +8,13 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from hls_proxy.packets import PACKET_BYTES, Packetizer, find_sync, pat_offsets
+from hls_proxy.packets import (
+    PACKET_BYTES,
+    Packetizer,
+    find_sync,
+    keyframe_offsets,
+    pat_offsets,
+)
 
 from .memory import MemoryProxy, body_of, child, head_of
 
@@ -24,13 +30,23 @@ def packet(sequence: int, pid: int, start: bool = False) -> bytes:
     return header + payload
 
 
-def group(number: int) -> bytes:
-    """PACKETS_PER_GROUP packets numbered from number * PACKETS_PER_GROUP, PAT first."""
+def keyframe_packet(sequence: int, pid: int = 0x100) -> bytes:
+    """A packet starting a video PES with random_access_indicator set (a keyframe)."""
+    header = bytes([0x47, 0x40 | pid >> 8, pid & 0xFF, 0x30 | sequence % 16])
+    adaptation = bytes([7, 0x40]) + b"\xff" * 6
+    pes = b"\x00\x00\x01\xe0"
+    filler = b"\xff" * (PACKET_BYTES - len(header) - len(adaptation) - len(pes) - 4)
+    return header + adaptation + pes + filler + sequence.to_bytes(4, "big")
+
+
+def group(number: int, keyframe: bool = False) -> bytes:
+    """PACKETS_PER_GROUP packets numbered from number * PACKETS_PER_GROUP, PAT first;
+    with `keyframe`, the second one starts a video keyframe."""
     first = number * PACKETS_PER_GROUP
-    return b"".join(
-        packet(first + n, 0 if n == 0 else 0x100, start=n in (0, 1))
-        for n in range(PACKETS_PER_GROUP)
-    )
+    packets = [packet(first, 0, start=True)]
+    packets.append(keyframe_packet(first + 1) if keyframe else packet(first + 1, 0x100, True))
+    packets += [packet(first + n, 0x100) for n in range(2, PACKETS_PER_GROUP)]
+    return b"".join(packets)
 
 
 def dechunk(raw: bytes) -> tuple[bytes, bool]:
@@ -52,7 +68,9 @@ def sequences(body: bytes) -> list[int]:
     numbers = []
     for offset in range(0, len(body), PACKET_BYTES):
         assert body[offset] == 0x47, f"no sync byte at {offset}"
-        numbers.append(int.from_bytes(body[offset + 4 : offset + 8], "big"))
+        numbers.append(
+            int.from_bytes(body[offset + PACKET_BYTES - 4 : offset + PACKET_BYTES], "big")
+        )
     return numbers
 
 
@@ -88,10 +106,12 @@ class Live:
         self.sent_groups = 1
         return upstream
 
-    def feed(self, groups: int, step_s: float = 0.5) -> None:
+    def feed(self, groups: int, step_s: float = 0.5, keyframe_every: int = 0) -> None:
         for _ in range(groups):
             self.proxy.reactor.advance(step_s)
-            self.proxy.answer(self.connection, group(self.sent_groups))
+            number = self.sent_groups
+            keyframe = keyframe_every > 0 and number % keyframe_every == 0
+            self.proxy.answer(self.connection, group(number, keyframe))
             self.sent_groups += 1
 
     @property
@@ -132,6 +152,16 @@ class SharingTests(SynchronousTestCase):
         live.feed(2)
         got = watched(late)
         self.assertEqual(got, list(range(first, live.sent_groups * PACKETS_PER_GROUP)))
+
+    def test_late_joiner_starts_at_the_pat_before_a_keyframe_in_the_window(self) -> None:
+        live = Live(self)
+        live.get()
+        live.start()
+        live.feed(20, keyframe_every=4)  # a keyframe every 2 s
+        late, _ = live.get()
+        first_group = watched(late)[0] // PACKETS_PER_GROUP
+        self.assertEqual(first_group % 4, 0, "the group holding a keyframe")
+        self.assertLessEqual((live.sent_groups - first_group) * 0.5, 3.0)
 
     def test_range_from_zero_joins_the_channel_with_a_200(self) -> None:
         live = Live(self)
@@ -288,3 +318,10 @@ class PacketTests(SynchronousTestCase):
     def test_pat_offsets_only_at_packet_starts(self) -> None:
         block = group(0) + group(1)
         self.assertEqual(pat_offsets(block), [0, PACKETS_PER_GROUP * PACKET_BYTES])
+
+    def test_keyframe_offsets_need_random_access_on_a_video_pes_start(self) -> None:
+        block = group(0) + group(1, keyframe=True)
+        self.assertEqual(keyframe_offsets(block), [(PACKETS_PER_GROUP + 1) * PACKET_BYTES])
+        audio = bytearray(keyframe_packet(5))
+        audio[15] = 0xC0  # an audio PES with random access: not a video keyframe
+        self.assertEqual(keyframe_offsets(bytes(audio)), [])

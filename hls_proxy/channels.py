@@ -59,9 +59,12 @@ _MAX_SYNC_SEARCH_BYTES = 64 * 1024
 _MIN_RECONNECT_INTERVAL_S = 2.0
 
 
-def is_live_head(head: ResponseHead) -> bool:
-    """A 200 MPEG-TS answer with no length: an endless channel, or a segment sent chunked."""
+def is_live_head(head: ResponseHead, first_bytes: bytes) -> bool:
+    """A 200 MPEG-TS answer with no length whose body starts with a TS sync byte: an
+    endless channel, or a segment sent chunked. Anything else keeps the fan-out."""
     if head.code != 200 or head.length is not None or head.header(b"content-encoding"):
+        return False
+    if first_bytes[:1] != b"\x47":
         return False
     content_type = head.header(b"content-type") or b""
     return content_type.split(b";", 1)[0].strip().lower() == b"video/mp2t"

@@ -169,7 +169,7 @@ class Dispatcher:
 
     async def _open_shared(self, stream: Stream, target: Target) -> Opened | Diverted:
         opened = await self._open_media(stream, target)
-        if isinstance(opened, Opened) and is_live_head(opened.head):
+        if isinstance(opened, Opened) and is_live_head(opened.head, opened.body.first_bytes):
             key = _media_key(stream, target)
 
             def reopen() -> Coroutine[Any, Any, Answer]:

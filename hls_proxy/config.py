@@ -85,3 +85,7 @@ class Config:
     # Bounds across streams (pools.py): idle upstream sockets, live streams.
     max_idle_upstream: int = 256
     max_streams: int = 1000
+    # Live MPEG-TS channels (channels.py): upstream closed this long after the last viewer
+    # leaves; the ring of recent packets a late joiner starts from.
+    live_linger_s: float = 5.0
+    live_ring_bytes: int = 4 * 1024 * 1024

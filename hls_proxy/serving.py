@@ -12,7 +12,8 @@ path as a value (`Diverted`), not fetched again.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Coroutine, Hashable
+from typing import Any
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -21,10 +22,11 @@ from twisted.web.server import Request
 from ._http import as_bytes
 from .bodies import Answer, open_upstream
 from .cache import ByteLru
+from .channels import LiveChannels, is_live_head
 from .config import Config
 from .cpu import runner_for
 from .fanout import CachedBody, Diverted, FanOut, Opened
-from .media import media_head, write_head
+from .media import ResponseHead, media_head, write_head
 from .playlist import UriKind
 from .playlists import Playlists, with_ll_hls
 from .relay import Relay
@@ -54,6 +56,14 @@ class Dispatcher:
             clock, config.cache_size_bytes, config.cache_object_max_bytes
         )
         self.fanout = FanOut(clock, segments, silence_timeout_s=config.body_idle_timeout_s)
+        self.channels = LiveChannels(
+            clock,
+            ring_bytes=config.live_ring_bytes,
+            linger_s=config.live_linger_s,
+            silence_timeout_s=config.body_idle_timeout_s,
+            on_complete=self._cache_complete,
+            young_max_bytes=config.cache_object_max_bytes,
+        )
         self.playlists = Playlists(
             config, clock, signer, prefetch=self._prefetch, run_cpu=runner_for(clock)
         )
@@ -67,14 +77,17 @@ class Dispatcher:
                 await self.playlists.serve(request, stream, target)
             elif request.method == b"HEAD":
                 await self._serve_head(request, stream, target)
+            elif await self.channels.join(request, _media_key(stream, target)):
+                return  # a live channel already runs for this URL (plain or bytes=0-)
             elif request.getHeader(b"range") is not None:
                 await self._serve_range(request, stream, target)
             else:
                 diverted = await self.fanout.serve(
-                    request, _media_key(stream, target), lambda: self._open_media(stream, target)
+                    request, _media_key(stream, target), lambda: self._open_shared(stream, target)
                 )
-                if diverted is not None:
-                    await self._serve_opened(request, stream, target, diverted.answer)
+                if diverted is None or await self._joined_live(request, stream, target, diverted):
+                    return
+                await self._serve_opened(request, stream, target, diverted.answer)
 
     async def _serve_playlist(self, request: Request, stream: Stream, target: Target) -> None:
         target = attrs.evolve(target, url=with_ll_hls(target.url, request.args or {}))
@@ -101,10 +114,11 @@ class Dispatcher:
             request,
             _media_key(stream, target),
             range_value,
-            lambda: self._open_media(stream, target),
+            lambda: self._open_shared(stream, target),
         )
         if isinstance(served, Diverted):
-            await self._serve_opened(request, stream, target, served.answer)
+            if not await self._joined_live(request, stream, target, served):
+                await self._serve_opened(request, stream, target, served.answer)
         elif not served:
             await self._serve_opened(request, stream, target, None)
 
@@ -152,6 +166,35 @@ class Dispatcher:
         return Opened(
             media_head(answer.response, target.url, target.kind, target.authorized), answer.body
         )
+
+    # Live channels (issue 14 part 2, channels.py): an endless TS answer to a shared GET
+    # becomes a channel; every waiter of that fetch, and every later viewer, joins it.
+
+    async def _open_shared(self, stream: Stream, target: Target) -> Opened | Diverted:
+        opened = await self._open_media(stream, target)
+        if isinstance(opened, Opened) and is_live_head(opened.head, opened.body.first_bytes):
+            key = _media_key(stream, target)
+
+            def reopen() -> Coroutine[Any, Any, Answer]:
+                idle_s = self._config.body_idle_timeout_s
+                return open_upstream(stream, target.url, b"GET", {}, self._clock, idle_s)
+
+            self.channels.adopt(key, opened.head, opened.body, reopen)
+            return Diverted(None)  # not the fan-out's: the waiters join the channel
+        return opened
+
+    async def _joined_live(
+        self, request: Request, stream: Stream, target: Target, diverted: Diverted
+    ) -> bool:
+        if diverted.answer is not None:  # a playlist after all
+            return False
+        return await self.channels.join(request, _media_key(stream, target))
+
+    def _cache_complete(
+        self, key: Hashable, head: ResponseHead, chunks: tuple[bytes, ...], length: int
+    ) -> None:
+        """A young channel's body ended whole (a segment sent without a length): cache it."""
+        self.fanout.cache.put(key, CachedBody(head, chunks, length), length, head.ttl_s)
 
     def _prefetch(self, stream: Stream, url: str) -> None:
         """Warm the segment cache with `url` through the same coalescing path as viewers."""

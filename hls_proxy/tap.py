@@ -70,6 +70,13 @@ def _byte_size(value: str) -> int:
     return number
 
 
+def _live_linger(value: str) -> float:
+    number = _positive_float(value)
+    if number > 5:
+        raise ValueError("must be at most 5 seconds (a channel zap must find the slot free)")
+    return number
+
+
 def _log_format(value: str) -> str:
     if value not in ("text", "json"):
         raise ValueError("must be text or json")
@@ -147,6 +154,11 @@ class Options(usage.Options):
          "limit).", _positive_int],
         ["max-streams", None, 1000, "Live streams (one per entry URL + h_* set); when full the "
          "least recently used idle one is dropped, else 503.", _positive_int],
+        # Live MPEG-TS channels (channels.py).
+        ["live-linger", None, 5.0, "Seconds a live TS channel's upstream stays open after its "
+         "last viewer leaves (more than 0, at most 5).", _live_linger],
+        ["live-ring", None, 4 * 1024 * 1024, "Recent bytes a live TS channel keeps for late "
+         "joiners; a viewer that falls further behind is detached (e.g. 4MB).", _byte_size],
     ]  # fmt: skip
 
     def __init__(self, environ: dict[str, str] | None = None) -> None:
@@ -262,6 +274,8 @@ class Options(usage.Options):
             public_url=self["public-url"],
             max_idle_upstream=self["max-idle-upstream"],
             max_streams=self["max-streams"],
+            live_linger_s=self["live-linger"],
+            live_ring_bytes=self["live-ring"],
             insecure_upstream=bool(self["insecure-upstream"]),
             cors_origins=tuple(self["cors-origin"]) or ("*",),
         )

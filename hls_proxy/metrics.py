@@ -74,6 +74,11 @@ class _StateCollector(Collector):
             ("upstream_fetches", "Segment fetches started upstream."),
             ("upstream_received_bytes", "Segment bytes received from upstreams."),
             ("detached_viewers", "Viewers cut off for lagging too far behind a shared fetch."),
+            ("live_channels_opened", "Endless TS bodies shared as live channels."),
+            ("live_reconnects", "Live channel upstreams reconnected after a clean close."),
+            ("live_viewers_joined", "Viewers that joined a live channel."),
+            ("live_viewers_detached", "Live viewers cut off for falling out of the ring."),
+            ("live_received_bytes", "Bytes received from live channel upstreams."),
         ]:
             if name in state:
                 yield CounterMetricFamily(f"hlsproxy_{name}", help_text, value=state[name])
@@ -81,6 +86,7 @@ class _StateCollector(Collector):
             ("cache_bytes", "Bytes held by the segment cache."),
             ("active_streams", "Streams with an open upstream context."),
             ("client_connections", "Open client connections."),
+            ("live_channels", "Live channels with an open upstream."),
         ]:
             if name in state:
                 yield GaugeMetricFamily(f"hlsproxy_{name}", help_text, value=state[name])

@@ -108,6 +108,7 @@ def build_site(config: Config, reactor: Any) -> Parts:
         lambda: {
             **{f"cache_{name}": value for name, value in fanout.cache.stats().items()},
             **fanout.stats(),
+            **dispatcher.channels.stats(),
             "active_streams": len(registry),
             "client_connections": site.open_connections,
         }

@@ -110,6 +110,8 @@ class Options(usage.Options):
          _positive_float],
         ["max-playlist-bytes", None, 8 * 1024 * 1024, "Largest playlist accepted (e.g. 8MB).",
          _byte_size],
+        ["max-playlist-uris", None, 200_000, "URIs one playlist may have; beyond, 502 (its "
+         "rewrite is also capped at 256 MB).", _positive_int],
         ["pool-size", None, 8, "Persistent upstream connections per host per stream.",
          _positive_int],
         ["stream-idle-timeout", None, 300.0, "Seconds after which an unused stream is dropped.",
@@ -250,6 +252,7 @@ class Options(usage.Options):
             allow_private=bool(self["allow-private"]),
             upstream_timeout_s=self["upstream-timeout"],
             max_playlist_bytes=self["max-playlist-bytes"],
+            max_playlist_uris=self["max-playlist-uris"],
             pool_size=self["pool-size"],
             stream_idle_timeout_s=self["stream-idle-timeout"],
             cache_size_bytes=self["cache-size"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import attrs
@@ -24,10 +24,18 @@ from .config import Config
 from .errors import bad_gateway
 from .fanout import Diverted
 from .media import PLAYLIST_TYPE, cache_directives, max_age_s
-from .playlist import PlaylistInfo, UriKind, looks_like_playlist, playlist_info, rewrite_playlist
+from .playlist import (
+    PlaylistInfo,
+    ProxyUrl,
+    UriKind,
+    looks_like_playlist,
+    playlist_info,
+    rewrite_playlist,
+)
 from .signing import Signer
 from .streams import Stream, jar_cookies
 from .target import Target
+from .variables import carry_definitions, resolve_variables, split_carried
 
 __all__ = [
     "LL_HLS_PARAMS",
@@ -39,9 +47,25 @@ __all__ = [
     "with_ll_hls",
 ]
 
-# LL-HLS delivery directives forwarded to the upstream, in the order the spec lists them.
-LL_HLS_PARAMS = ("_HLS_msn", "_HLS_part", "_HLS_skip")
-_LL_HLS_VALUE = re.compile(r"^(?:[0-9]{1,12}|YES|v2)$")
+# The `_HLS_` query parameters a player adds, by the specs that define them, each with
+# the values those specs allow; forwarded to the upstream, in this order. Any other
+# parameter on a proxy URL stays with the proxy. rfc8216bis 6.2.5.1 (LL-HLS delivery
+# directives), 7.2 (content steering: pathway, throughput in bit/s); Apple's HLS
+# interstitials (primary playback session id, start offset in seconds).
+_DECIMAL = r"[0-9]{1,15}(?:\.[0-9]{1,9})?"
+LL_HLS_PARAMS = (
+    "_HLS_msn", "_HLS_part", "_HLS_skip", "_HLS_pathway", "_HLS_throughput",
+    "_HLS_primary_id", "_HLS_start_offset",
+)  # fmt: skip
+_HLS_PARAM_VALUES = {
+    "_HLS_msn": re.compile(r"[0-9]{1,12}"),
+    "_HLS_part": re.compile(r"[0-9]{1,12}"),
+    "_HLS_skip": re.compile(r"YES|v2"),
+    "_HLS_pathway": re.compile(r"[A-Za-z0-9._-]{1,64}"),  # PATHWAY-ID's character set
+    "_HLS_throughput": re.compile(_DECIMAL),
+    "_HLS_primary_id": re.compile(r"[A-Za-z0-9._~-]{1,128}"),  # a UUID in hls.js
+    "_HLS_start_offset": re.compile(_DECIMAL),
+}
 # Characters an upstream URL may not carry as they are in a request line.
 _UNSAFE_IN_URL = re.compile(r'[^\x21-\x7e]|["<>\\^`{|}]')
 
@@ -56,7 +80,7 @@ class PlaylistEntry:
 
 
 def with_ll_hls(url: str, args: dict[bytes, list[bytes]]) -> str:
-    """`url` with the request's valid `_HLS_*` directives added (unless already there)."""
+    """`url` with the request's valid `_HLS_*` parameters added (unless already there)."""
     query = urlsplit(url).query
     present = {name for name, _ in parse_qsl(query, keep_blank_values=True)}
     extra: list[str] = []
@@ -65,7 +89,7 @@ def with_ll_hls(url: str, args: dict[bytes, list[bytes]]) -> str:
         if name in present or not values:
             continue
         value = values[0].decode("latin-1")
-        if _LL_HLS_VALUE.match(value):
+        if _HLS_PARAM_VALUES[name].fullmatch(value):
             extra.append(f"{name}={value}")
     if not extra:
         return url
@@ -156,16 +180,23 @@ class Playlists:
         return None
 
     async def _fetch(self, stream: Stream, target: Target, answer: Answer | None) -> Fetched:
+        # The multivariant playlist's EXT-X-DEFINEs ride in the fragment (variables.py);
+        # it never goes upstream.
+        url, imported = split_carried(target.url)
         if answer is None:
             gzip = {b"accept-encoding": b"gzip"}
             answer = await open_upstream(
-                stream, target.url, b"GET", gzip, self._clock, self._config.body_idle_timeout_s
+                stream, url, b"GET", gzip, self._clock, self._config.body_idle_timeout_s
             )
         if not target.strict and not answer.is_playlist:
             return Diverted(answer)
         body = await self._collect(answer)
         final_url = answer.response.request.absoluteURI.decode("ascii")  # after redirects
-        rewritten = self._rewrite(stream, target.url, body, final_url)
+        resolved = resolve_variables(body, final_url, imported, self._config.max_playlist_bytes)
+        body = resolved.body
+        rewritten = rewrite_playlist(
+            body, final_url, self.child_urls(stream, url, resolved.carried)
+        )
         info = playlist_info(body, final_url)
         upstream_control = header_text(answer.response.headers, b"cache-control")
         ttl_s = playlist_ttl_s(info, upstream_control, self._config.playlist_cache_ttl_s)
@@ -189,7 +220,11 @@ class Playlists:
             raise bad_gateway("upstream did not return an HLS playlist (#EXTM3U missing)")
         return body
 
-    def _rewrite(self, stream: Stream, url: str, body: bytes, final_url: str) -> bytes:
+    def child_urls(
+        self, stream: Stream, url: str, carried: Mapping[str, str] | None = None
+    ) -> ProxyUrl:
+        """How the children of the document at `url` are proxied: signed child paths,
+        with the stream's tokens and, for child playlists, the `carried` definitions."""
         stream_part = self._signer.stream_part(stream.spec)
         child_path = self._signer.child_path
         tokens_from = url if carries_tokens(stream.spec, url) else None
@@ -197,11 +232,18 @@ class Playlists:
         def proxy_url(upstream_url: str, kind: UriKind) -> str:
             if tokens_from is not None:
                 upstream_url = carry_tokens(tokens_from, upstream_url)
+            if carried and kind is UriKind.PLAYLIST:
+                upstream_url = carry_definitions(upstream_url, carried)
             if _UNSAFE_IN_URL.search(upstream_url):
                 upstream_url = quote(upstream_url, safe="%:/?#[]@!$&'()*+,;=~")
-            return child_path(stream_part, upstream_url, kind)
+            try:
+                return child_path(stream_part, upstream_url, kind)
+            except KeyError:
+                # A signer that has no file extension for this kind yet (JSON kinds):
+                # served as plain media, unrewritten, rather than not at all.
+                return child_path(stream_part, upstream_url, UriKind.MEDIA)
 
-        return rewrite_playlist(body, final_url, proxy_url)
+        return proxy_url
 
 
 def _write(request: Request, entry: PlaylistEntry) -> None:

@@ -23,6 +23,7 @@ from .bodies import Answer, open_upstream
 from .cache import ByteLru
 from .config import Config
 from .fanout import CachedBody, Diverted, FanOut, Opened
+from .manifest_answers import JSON_KINDS, ManifestAnswers
 from .media import media_head, write_head
 from .playlist import UriKind
 from .playlists import Playlists, with_ll_hls
@@ -54,12 +55,15 @@ class Dispatcher:
         )
         self.fanout = FanOut(clock, segments, silence_timeout_s=config.body_idle_timeout_s)
         self.playlists = Playlists(config, clock, signer, prefetch=self._prefetch)
+        self.manifests = ManifestAnswers(config, clock, self.playlists.child_urls)
 
     async def serve(self, request: Request, target: Target) -> None:
         """Answer `request` for `target`: a rewritten playlist or media."""
         with self._registry.using(target.stream) as stream:
             if target.wants_playlist:
                 await self._serve_playlist(request, stream, target)
+            elif target.kind in JSON_KINDS:  # asset list, steering manifest: rewritten JSON
+                await self.manifests.serve(request, stream, target)
             elif self.playlists.cached(stream, target):  # a /stream URL already known as a playlist
                 await self.playlists.serve(request, stream, target)
             elif request.method == b"HEAD":

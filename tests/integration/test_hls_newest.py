@@ -108,9 +108,10 @@ class NewestHlsTests(TestCase):
         self.assertEqual(listed.headers.getRawHeaders("cache-control"), ["no-cache"])
         assets = json.loads(await listed.content())
         asset_uri = assets["ASSETS"][0]["URI"]
-        self.assertTrue(asset_uri.startswith("/p/"), asset_uri)
+        # Absolute: hls.js reads asset URIs with no base URL.
+        self.assertTrue(asset_uri.startswith(proxy + "/p/"), asset_uri)
         self.assertEqual(assets["ASSETS"][0]["DURATION"], 2.0)
-        asset = await http.get(proxy + asset_uri + "?_HLS_primary_id=9f1c-AB")
+        asset = await http.get(asset_uri + "?_HLS_primary_id=9f1c-AB")
         self.assertEqual(asset.code, 200)
         self.assertIn(b"/p/", await asset.content())
         direct = await http.get(proxy + found[1][1])
@@ -134,8 +135,8 @@ class NewestHlsTests(TestCase):
         manifest = json.loads(await response.content())
         self.assertEqual(manifest["PATHWAY-CLONES"], [])
         self.assertEqual(manifest["PATHWAY-PRIORITY"], ["A"])
-        self.assertTrue(manifest["RELOAD-URI"].startswith("/p/"), manifest)
-        again = await http.get(proxy + manifest["RELOAD-URI"] + "?_HLS_pathway=A&_HLS_pathway=x")
+        self.assertTrue(manifest["RELOAD-URI"].startswith(proxy + "/p/"), manifest)
+        again = await http.get(manifest["RELOAD-URI"] + "?_HLS_pathway=A&_HLS_pathway=x")
         self.assertEqual(again.code, 200)
         self.assertIn("RELOAD-URI", json.loads(await again.content()))
         paths = recording.paths()
@@ -153,3 +154,14 @@ class NewestHlsTests(TestCase):
         response = await http.get(proxy + server_uri + "?_HLS_pathway=a%26b&_HLS_throughput=-1")
         self.assertEqual(response.code, 200)
         self.assertIn("/steer.json?video=1", recording.paths())
+
+    async def test_json_uris_use_the_public_url_when_configured(self) -> None:
+        origin, _ = start_origin(self, tree())
+        proxy = start_proxy(self, public_url="https://hls.example/")
+        http = client(self)
+        master = await (
+            await http.get(proxied_url(proxy, origin + "/tv/master.m3u8?sid=t"))
+        ).content()
+        server_uri = re.findall(r'SERVER-URI="(/p/[^"]+)"', master.decode())[0]
+        manifest = json.loads(await (await http.get(proxy + server_uri)).content())
+        self.assertTrue(manifest["RELOAD-URI"].startswith("https://hls.example/p/"), manifest)

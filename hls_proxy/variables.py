@@ -96,7 +96,7 @@ class _Variables:
         def value(reference: re.Match[str]) -> str:
             found = self.defined.get(reference[1])
             if found is None:
-                raise bad_gateway(f"playlist uses variable {reference[1]!r}, never defined")
+                raise bad_gateway(f"playlist uses variable {_shown(reference[1])}, never defined")
             # Bounded as it grows: one short line may use a long value a million times.
             self.size += len(found)
             if self.size > self._max_chars:
@@ -111,15 +111,17 @@ class _Variables:
         fields = {name: (quoted, unquoted) for name, quoted, unquoted in _fields(attribute_list)}
         if "QUERYPARAM" in fields:
             name = _value(fields["QUERYPARAM"])
-            query = dict(parse_qsl(urlsplit(playlist_url).query, keep_blank_values=True))
-            if name not in query:
-                raise bad_gateway(f"EXT-X-DEFINE QUERYPARAM {name!r} not in the playlist URL")
-            value = query[name]
+            query = parse_qsl(urlsplit(playlist_url).query, keep_blank_values=True)
+            found = [value for key, value in query if key == name]
+            if not found:
+                raise bad_gateway(f"EXT-X-DEFINE QUERYPARAM {_shown(name)} not in the playlist URL")
+            value = found[0]  # the first, as URLSearchParams.get gives it
         elif "IMPORT" in fields:
             name = _value(fields["IMPORT"])
             if imported is None or name not in imported:
                 raise bad_gateway(
-                    f"EXT-X-DEFINE IMPORT {name!r} not defined by the multivariant playlist"
+                    f"EXT-X-DEFINE IMPORT {_shown(name)} not defined by the multivariant"
+                    f" playlist (or its definitions were over {MAX_CARRIED_CHARS} characters)"
                 )
             value = imported[name]
         elif "NAME" in fields:
@@ -128,8 +130,13 @@ class _Variables:
         else:
             raise bad_gateway("EXT-X-DEFINE without NAME, IMPORT or QUERYPARAM")
         if name in self.defined:
-            raise bad_gateway(f"EXT-X-DEFINE defines {name!r} twice")
+            raise bad_gateway(f"EXT-X-DEFINE defines {_shown(name)} twice")
         self.defined[name] = value
+
+
+def _shown(name: str) -> str:
+    """A name for an error message: quoted, escaped, and short (it comes from upstream)."""
+    return repr(name[:64])
 
 
 def _fields(attribute_list: str) -> list[tuple[str, str | None, str | None]]:

@@ -63,6 +63,12 @@ class ResolveTests(SynchronousTestCase):
             self.assertEqual(raised.exception.status, 502, text)
             self.assertIn(named, raised.exception.message, text)
 
+    def test_queryparam_takes_the_first_value_as_urlsearchparams_does(self) -> None:
+        text = '#EXTM3U\n#EXT-X-DEFINE:QUERYPARAM="a"\ns.ts?a={$a}\n'
+        self.assertEqual(
+            resolve(text, url="https://o.example/i.m3u8?a=1&a=2"), "#EXTM3U\ns.ts?a=1\n"
+        )
+
     def test_import_without_a_multivariant_parent_is_a_502(self) -> None:
         with self.assertRaises(ProxyError):
             resolve('#EXTM3U\n#EXT-X-DEFINE:IMPORT="cdn"\n', None)

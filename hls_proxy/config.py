@@ -22,7 +22,7 @@ DEFAULT_USER_AGENT = (
 )
 
 
-DEFAULT_HLSJS_URL = "https://cdn.jsdelivr.net/npm/hls.js@1.5.20/dist/hls.min.js"
+DEFAULT_HLSJS_URL = "https://cdn.jsdelivr.net/npm/hls.js@1.7.4/dist/hls.min.js"
 
 
 def port_description(port: str) -> str:

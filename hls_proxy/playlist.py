@@ -16,52 +16,61 @@ import attrs
 from .whatwg import special_url_fixup
 
 __all__ = [
+    "ATTRIBUTE",
+    "LINE",
     "PlaylistInfo",
     "ProxyUrl",
     "UriKind",
+    "decode",
+    "is_uri_attribute",
     "looks_like_playlist",
     "playlist_info",
+    "resolve_uri",
     "rewrite_playlist",
 ]
 
 
 class UriKind(enum.Enum):
-    """What the player will do with a URI; decides how the proxy serves it."""
+    """What the player will do with a URI; decides how the proxy serves it.
+
+    The values are single characters carried in signed child URLs (signing.py).
+    """
 
     PLAYLIST = "p"  # loaded as a playlist, so it must be rewritten too
-    MEDIA = "m"  # segment, part, init map, session data, steering manifest, unknown tags
+    MEDIA = "m"  # segment, part, init map, session data, unknown tags
     KEY = "k"  # EXT-X-KEY / EXT-X-SESSION-KEY
+    ASSET_LIST = "a"  # interstitial X-ASSET-LIST: JSON whose ASSETS[].URI are playlists
+    STEERING = "s"  # EXT-X-CONTENT-STEERING SERVER-URI: JSON with RELOAD-URI and clones
 
 
 ProxyUrl = Callable[[str, UriKind], str]
 
-# Tag -> (the attribute that holds its URI, what the URI is). A tag not listed here still
-# has its URI attribute rewritten, as MEDIA: new tags appear in every draft of rfc8216bis.
-_URI_ATTRIBUTES: dict[str, tuple[str, UriKind]] = {
-    "EXT-X-KEY": ("URI", UriKind.KEY),
-    "EXT-X-SESSION-KEY": ("URI", UriKind.KEY),
-    "EXT-X-MAP": ("URI", UriKind.MEDIA),
-    "EXT-X-MEDIA": ("URI", UriKind.PLAYLIST),
-    "EXT-X-I-FRAME-STREAM-INF": ("URI", UriKind.PLAYLIST),
+# (tag, attribute) -> what the URI is. Every attribute that holds a URI by the spec is
+# rewritten on any tag (`URI`, any `*-URI`, `X-ASSET-LIST`): new tags and attributes
+# appear in every draft of rfc8216bis. Those not listed here are MEDIA.
+_URI_KINDS: dict[tuple[str, str], UriKind] = {
+    ("EXT-X-KEY", "URI"): UriKind.KEY,
+    ("EXT-X-SESSION-KEY", "URI"): UriKind.KEY,
+    ("EXT-X-MEDIA", "URI"): UriKind.PLAYLIST,
+    ("EXT-X-I-FRAME-STREAM-INF", "URI"): UriKind.PLAYLIST,
     # Roku image media playlists (thumbnails): the URI is a playlist, not an image.
-    "EXT-X-IMAGE-STREAM-INF": ("URI", UriKind.PLAYLIST),
-    "EXT-X-RENDITION-REPORT": ("URI", UriKind.PLAYLIST),
-    "EXT-X-SESSION-DATA": ("URI", UriKind.MEDIA),
-    "EXT-X-PART": ("URI", UriKind.MEDIA),
-    "EXT-X-PRELOAD-HINT": ("URI", UriKind.MEDIA),
-    "EXT-X-CONTENT-STEERING": ("SERVER-URI", UriKind.MEDIA),
+    ("EXT-X-IMAGE-STREAM-INF", "URI"): UriKind.PLAYLIST,
+    ("EXT-X-RENDITION-REPORT", "URI"): UriKind.PLAYLIST,
+    # HLS interstitials: an asset is a (multivariant) playlist; the list is JSON.
+    ("EXT-X-DATERANGE", "X-ASSET-URI"): UriKind.PLAYLIST,
+    ("EXT-X-DATERANGE", "X-ASSET-LIST"): UriKind.ASSET_LIST,
+    ("EXT-X-CONTENT-STEERING", "SERVER-URI"): UriKind.STEERING,
 }
-_UNKNOWN_TAG = ("URI", UriKind.MEDIA)
 _MASTER_TAGS = frozenset({"EXT-X-STREAM-INF", "EXT-X-MEDIA", "EXT-X-I-FRAME-STREAM-INF"})
 
 _BOM = b"\xef\xbb\xbf"
 # RFC 8216 ends lines with LF or CRLF. A lone CR ends one too, as in hls.js, so a URI after
 # it is still proxied rather than fetched directly. The last match may be empty: harmless.
-_LINE = re.compile(r"([^\r\n]*)(\r\n|\n|\r|)")
+LINE = re.compile(r"([^\r\n]*)(\r\n|\n|\r|)")
 _SPACE = " \t\f\v"  # around a URI; WHATWG URL parsing strips these too
 # One token of an attribute list. An attribute only starts the list or follows a comma, so
 # `NAME="a,URI=b"` is one quoted value; the other alternatives swallow anything malformed.
-_ATTRIBUTE = re.compile(r'(?:^|(?<=,))[ \t]*([A-Z0-9-]+)=(?:"([^"]*)"|([^,"]*))|"[^"]*"?|[^,"]+|,')
+ATTRIBUTE = re.compile(r'(?:^|(?<=,))[ \t]*([A-Z0-9-]+)=(?:"([^"]*)"|([^,"]*))|"[^"]*"?|[^,"]+|,')
 # RFC 3986 appendix B, with the scheme held to section 3.1 so `1:x` is a relative path.
 _REFERENCE = re.compile(r"(?:([A-Za-z][A-Za-z0-9+.-]*):)?(?://([^/?#]*))?([^?#]*)(?:\?([^#]*))?")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
@@ -186,6 +195,13 @@ def _resolve(base: _Base, uri: str) -> str | None:
     return _UNDECODABLE.sub(lambda escaped: f"%{ord(escaped[0]) - 0xDC00:02X}", resolved)
 
 
+def resolve_uri(base_url: str, uri: str) -> str | None:
+    """The absolute http(s) URL `uri` names when read in a document at `base_url`
+    (as a playlist's URIs are), or None when it is not one the proxy fetches."""
+    uri = uri.strip(_SPACE)
+    return _resolve(_parse_base(base_url), uri) if uri else None
+
+
 def _rewrite_uri(text: str, uri: str, kind: UriKind, base: _Base, proxy_url: ProxyUrl) -> str:
     """`text` with `uri` (itself minus surrounding whitespace) replaced, if it is proxied."""
     resolved = _resolve(base, uri)
@@ -205,23 +221,29 @@ def _tag_name(stripped: str) -> str:
 
 def _attributes(attribute_list: str) -> Iterator[tuple[str, str | None, str | None, int]]:
     """(name, quoted value, unquoted value, where the quoted value starts) per attribute."""
-    for token in _ATTRIBUTE.finditer(attribute_list):
+    for token in ATTRIBUTE.finditer(attribute_list):
         if token[1] is not None:
             yield token[1], token[2], token[3], token.start(2)
 
 
+def is_uri_attribute(name: str) -> bool:
+    """An attribute whose value is a URI by the spec: URI, any *-URI, X-ASSET-LIST."""
+    return name == "URI" or name.endswith("-URI") or name == "X-ASSET-LIST"
+
+
 def _rewrite_tag(content: str, base: _Base, proxy_url: ProxyUrl) -> str:
-    """A tag line with its URI attribute's value replaced inside the quotes."""
+    """A tag line with each URI attribute's value replaced inside the quotes."""
     colon = content.find(":")
     if colon < 0:
         return content
-    wanted, kind = _URI_ATTRIBUTES.get(_tag_name(content.lstrip(_SPACE)), _UNKNOWN_TAG)
+    tag = _tag_name(content.lstrip(_SPACE))
     attribute_list = content[colon + 1 :]
     pieces: list[str] = []
     done = 0
     for name, quoted, _, start in _attributes(attribute_list):
-        if name != wanted or quoted is None or not quoted.strip(_SPACE):
+        if not is_uri_attribute(name) or quoted is None or not quoted.strip(_SPACE):
             continue  # unquoted or empty: not a URI a player would load
+        kind = _URI_KINDS.get((tag, name), UriKind.MEDIA)
         pieces.append(attribute_list[done:start])
         pieces.append(_rewrite_uri(quoted, quoted.strip(_SPACE), kind, base, proxy_url))
         done = start + len(quoted)
@@ -230,7 +252,7 @@ def _rewrite_tag(content: str, base: _Base, proxy_url: ProxyUrl) -> str:
     return content[: colon + 1] + "".join(pieces) + attribute_list[done:]
 
 
-def _decode(body: bytes) -> str:
+def decode(body: bytes) -> str:
     # RFC 8216 forbids a BOM and clients should refuse one, so it is dropped, not kept.
     return body.removeprefix(_BOM).decode("utf-8", "surrogateescape")
 
@@ -245,7 +267,7 @@ def rewrite_playlist(body: bytes, base_url: str, proxy_url: ProxyUrl) -> bytes:
     out: list[str] = []
     append = out.append
     line_kind = UriKind.MEDIA  # PLAYLIST between an EXT-X-STREAM-INF and its URI line
-    for content, ending in _LINE.findall(_decode(body)):
+    for content, ending in LINE.findall(decode(body)):
         stripped = content if content[:1] == "#" else content.strip(_SPACE)
         if not stripped:
             pass
@@ -253,7 +275,7 @@ def rewrite_playlist(body: bytes, base_url: str, proxy_url: ProxyUrl) -> bytes:
             content = _rewrite_uri(content, stripped, line_kind, base, proxy_url)
             line_kind = UriKind.MEDIA
         elif stripped.startswith("#EXT"):  # any other `#` line is a comment, kept as is
-            if "URI=" in stripped:
+            if "URI=" in stripped or "X-ASSET-LIST=" in stripped:
                 content = _rewrite_tag(content, base, proxy_url)
             if stripped.startswith("#EXT-X-STREAM-INF") and (
                 _tag_name(stripped) == "EXT-X-STREAM-INF"
@@ -291,7 +313,7 @@ def playlist_info(body: bytes, base_url: str) -> PlaylistInfo:
     target_s: float | None = None
     part_target_s: float | None = None
     segments: list[str] = []
-    for content, _ in _LINE.findall(_decode(body)):
+    for content, _ in LINE.findall(decode(body)):
         line = content.strip(_SPACE)
         if line.startswith("#EXT"):
             name, _, value = line[1:].partition(":")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import attrs
@@ -25,10 +25,18 @@ from .cpu import RunCpu, run_inline
 from .errors import bad_gateway
 from .fanout import Diverted
 from .media import PLAYLIST_TYPE, cache_directives, max_age_s
-from .playlist import PlaylistInfo, UriKind, looks_like_playlist, playlist_info, rewrite_playlist
-from .signing import Signer
+from .playlist import (
+    PlaylistInfo,
+    ProxyUrl,
+    UriKind,
+    looks_like_playlist,
+    playlist_info,
+    rewrite_playlist,
+)
+from .signing import ChildTarget, Signer
 from .streams import Stream, jar_cookies
 from .target import Target
+from .variables import carry_definitions, resolve_variables, split_carried
 
 __all__ = [
     "LL_HLS_PARAMS",
@@ -40,9 +48,25 @@ __all__ = [
     "with_ll_hls",
 ]
 
-# LL-HLS delivery directives forwarded to the upstream, in the order the spec lists them.
-LL_HLS_PARAMS = ("_HLS_msn", "_HLS_part", "_HLS_skip")
-_LL_HLS_VALUE = re.compile(r"^(?:[0-9]{1,12}|YES|v2)$")
+# The `_HLS_` query parameters a player adds, by the specs that define them, each with
+# the values those specs allow; forwarded to the upstream, in this order. Any other
+# parameter on a proxy URL stays with the proxy. rfc8216bis 6.2.5.1 (LL-HLS delivery
+# directives), 7.2 (content steering: pathway, throughput in bit/s); Apple's HLS
+# interstitials (primary playback session id, start offset in seconds).
+_DECIMAL = r"[0-9]{1,15}(?:\.[0-9]{1,9})?"
+LL_HLS_PARAMS = (
+    "_HLS_msn", "_HLS_part", "_HLS_skip", "_HLS_pathway", "_HLS_throughput",
+    "_HLS_primary_id", "_HLS_start_offset",
+)  # fmt: skip
+_HLS_PARAM_VALUES = {
+    "_HLS_msn": re.compile(r"[0-9]{1,12}"),
+    "_HLS_part": re.compile(r"[0-9]{1,12}"),
+    "_HLS_skip": re.compile(r"YES|v2"),
+    "_HLS_pathway": re.compile(r"[A-Za-z0-9._-]{1,64}"),  # PATHWAY-ID's character set
+    "_HLS_throughput": re.compile(_DECIMAL),
+    "_HLS_primary_id": re.compile(r"[A-Za-z0-9._~-]{1,128}"),  # a UUID in hls.js
+    "_HLS_start_offset": re.compile(_DECIMAL),
+}
 # A child path must fit the request line the proxy itself accepts ("GET <path> HTTP/1.1",
 # with room for LL-HLS query directives a player adds).
 _MAX_CHILD_PATH_CHARS = MAX_REQUEST_LINE_BYTES - 256
@@ -60,7 +84,7 @@ class PlaylistEntry:
 
 
 def with_ll_hls(url: str, args: dict[bytes, list[bytes]]) -> str:
-    """`url` with the request's valid `_HLS_*` directives added (unless already there)."""
+    """`url` with the request's valid `_HLS_*` parameters added (unless already there)."""
     query = urlsplit(url).query
     present = {name for name, _ in parse_qsl(query, keep_blank_values=True)}
     extra: list[str] = []
@@ -69,7 +93,7 @@ def with_ll_hls(url: str, args: dict[bytes, list[bytes]]) -> str:
         if name in present or not values:
             continue
         value = values[0].decode("latin-1")
-        if _LL_HLS_VALUE.match(value):
+        if _HLS_PARAM_VALUES[name].fullmatch(value):
             extra.append(f"{name}={value}")
     if not extra:
         return url
@@ -163,21 +187,26 @@ class Playlists:
         return None
 
     async def _fetch(self, stream: Stream, target: Target, answer: Answer | None) -> Fetched:
+        # The multivariant playlist's EXT-X-DEFINEs ride in the fragment (variables.py);
+        # it never goes upstream.
+        url, imported = split_carried(target.url)
         if answer is None:
             gzip = {b"accept-encoding": b"gzip"}
             answer = await open_upstream(
-                stream, target.url, b"GET", gzip, self._clock, self._config.body_idle_timeout_s
+                stream, url, b"GET", gzip, self._clock, self._config.body_idle_timeout_s
             )
         if not target.strict and not answer.is_playlist:
             return Diverted(answer)
         body = await self._collect(answer)
         final_url = answer.response.request.absoluteURI.decode("ascii")  # after redirects
-        rewritten, info = await self._run_cpu(
-            lambda: (
-                self._rewrite(stream, target, body, final_url),
-                playlist_info(body, final_url),
-            )
-        )
+        resolved = resolve_variables(body, final_url, imported, self._config.max_playlist_bytes)
+        body = resolved.body
+        proxy_url = self.child_urls(stream, url, resolved.carried, final_url, target.child)
+
+        def rewrite() -> tuple[bytes, PlaylistInfo]:
+            return rewrite_playlist(body, final_url, proxy_url), playlist_info(body, final_url)
+
+        rewritten, info = await self._run_cpu(rewrite)
         upstream_control = header_text(answer.response.headers, b"cache-control")
         ttl_s = playlist_ttl_s(info, upstream_control, self._config.playlist_cache_ttl_s)
         entry = PlaylistEntry(rewritten, etag_for(rewritten), ttl_s)
@@ -200,13 +229,22 @@ class Playlists:
             raise bad_gateway("upstream did not return an HLS playlist (#EXTM3U missing)")
         return body
 
-    def _rewrite(self, stream: Stream, target: Target, body: bytes, final_url: str) -> bytes:
-        """The rewritten playlist; a 502 rather than an answer beyond the output bounds.
+    def child_urls(
+        self,
+        stream: Stream,
+        url: str,
+        carried: Mapping[str, str] | None = None,
+        final_url: str | None = None,
+        parent: ChildTarget | None = None,
+    ) -> ProxyUrl:
+        """How the children of the document at `url` (fetched from `final_url`) are proxied:
+        sealed child references, relative to `parent`'s proxy URL when there is one, with
+        the stream's tokens and, for child playlists, the `carried` definitions.
 
-        Runs off the reactor thread (`run_cpu`): it must only read its arguments.
+        Bounded: a 502 rather than an answer beyond the output bounds. May run off the
+        reactor thread (`run_cpu`): it only reads its arguments.
         """
-        mint = self._signer.minter(stream.spec, final_url, target.child).ref
-        url = target.url
+        mint = self._signer.minter(stream.spec, final_url or url, parent).ref
         tokens_from = url if carries_tokens(stream.spec, url) else None
         max_uris = self._config.max_playlist_uris
         max_output = self._config.max_rewritten_bytes
@@ -217,6 +255,8 @@ class Playlists:
             nonlocal minted, output
             if tokens_from is not None:
                 upstream_url = carry_tokens(tokens_from, upstream_url)
+            if carried and kind is UriKind.PLAYLIST:
+                upstream_url = carry_definitions(upstream_url, carried)
             if _UNSAFE_IN_URL.search(upstream_url):
                 upstream_url = quote(upstream_url, safe="%:/?#[]@!$&'()*+,;=~")
             path = mint(upstream_url, kind)
@@ -233,7 +273,7 @@ class Playlists:
                 raise bad_gateway(f"rewritten playlist larger than {max_output} bytes")
             return path
 
-        return rewrite_playlist(body, final_url, proxy_url)
+        return proxy_url
 
 
 def _write(request: Request, entry: PlaylistEntry) -> None:

@@ -26,6 +26,7 @@ from .channels import LiveChannels, is_live_head
 from .config import Config
 from .cpu import runner_for
 from .fanout import CachedBody, Diverted, FanOut, Opened
+from .manifest_answers import JSON_KINDS, ManifestAnswers
 from .media import ResponseHead, media_head, write_head
 from .playlist import UriKind
 from .playlists import Playlists, with_ll_hls
@@ -67,12 +68,15 @@ class Dispatcher:
         self.playlists = Playlists(
             config, clock, signer, prefetch=self._prefetch, run_cpu=runner_for(clock)
         )
+        self.manifests = ManifestAnswers(config, clock, self.playlists.child_urls)
 
     async def serve(self, request: Request, target: Target) -> None:
         """Answer `request` for `target`: a rewritten playlist or media."""
         with self._registry.using(target.stream) as stream:
             if target.wants_playlist:
                 await self._serve_playlist(request, stream, target)
+            elif target.kind in JSON_KINDS:  # asset list, steering manifest: rewritten JSON
+                await self.manifests.serve(request, stream, target)
             elif self.playlists.cached(stream, target):  # a /stream URL already known as a playlist
                 await self.playlists.serve(request, stream, target)
             elif request.method == b"HEAD":

@@ -64,7 +64,13 @@ _KIND_BY_CHAR = {kind.value: kind for kind in UriKind}
 _KIND_BYTES = {kind: kind.value.encode("ascii") for kind in UriKind}
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _SAFE_NAME_FULL = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,79}")
-_DEFAULT_EXTENSION = {UriKind.PLAYLIST: "m3u8", UriKind.MEDIA: "ts", UriKind.KEY: "key"}
+_DEFAULT_EXTENSION = {
+    UriKind.PLAYLIST: "m3u8",
+    UriKind.MEDIA: "ts",
+    UriKind.KEY: "key",
+    UriKind.ASSET_LIST: "json",
+    UriKind.STEERING: "json",
+}
 # Extensions players recognise; anything else (.php, .jpg disguises) gets the kind's own.
 _MEDIA_EXTENSIONS = frozenset(
     "ts m2ts mts m4s mp4 m4a m4v mov cmfv cmfa cmft aac ac3 ec3 eac3 mp3 mp2 flac ogg oga "

@@ -22,7 +22,11 @@ fi
 if [ "$(id -u)" -eq 0 ] && ! id hlsplayer >/dev/null 2>&1; then
   useradd --no-create-home --shell /usr/sbin/nologin hlsplayer
 fi
-if [ ! -d tests/e2e/node_modules/playwright-core ] || [ ! -d tests/e2e/node_modules/hls.js ]; then
+# Installed again when package.json pins another hls.js than the one installed.
+hlsjs_wanted=$(sed -n 's/.*"hls.js": "\([^"]*\)".*/\1/p' tests/e2e/package.json)
+hlsjs_installed=$(sed -n 's/^  "version": "\([^"]*\)".*/\1/p' \
+  tests/e2e/node_modules/hls.js/package.json 2>/dev/null || true)
+if [ ! -d tests/e2e/node_modules/playwright-core ] || [ "$hlsjs_wanted" != "$hlsjs_installed" ]; then
   (cd tests/e2e && npm ci --no-audit --no-fund --silent)
 fi
 # Not editable: twistd finds the plugin by scanning sys.path for twisted/plugins/.

@@ -23,6 +23,7 @@ from hls_proxy.playlist import (
 BASE = "https://cdn.example/live/chan/index.m3u8?token=t0"
 DIR = "https://cdn.example/live/chan/"
 P, M, K = UriKind.PLAYLIST, UriKind.MEDIA, UriKind.KEY
+A, S = UriKind.ASSET_LIST, UriKind.STEERING
 
 
 def tagged(url: str, kind: UriKind) -> str:
@@ -58,8 +59,12 @@ TAG_KINDS = [
     ("EXT-X-SESSION-DATA", "URI", M),
     ("EXT-X-PART", "URI", M),
     ("EXT-X-PRELOAD-HINT", "URI", M),
-    ("EXT-X-CONTENT-STEERING", "SERVER-URI", M),
+    ("EXT-X-CONTENT-STEERING", "SERVER-URI", S),
+    ("EXT-X-DATERANGE", "X-ASSET-URI", P),
+    ("EXT-X-DATERANGE", "X-ASSET-LIST", A),
+    ("EXT-X-DATERANGE", "X-COM-EXAMPLE-URI", M),
     ("EXT-X-SOMETHING-NEW", "URI", M),
+    ("EXT-X-SOMETHING-NEW", "BEACON-URI", M),
 ]
 
 
@@ -87,7 +92,20 @@ class TagTests(SynchronousTestCase):
             ('#EXT-X-PRELOAD-HINT:TYPE=PART,URI="p.2.mp4",BYTERANGE-START=0',
              f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="P:m:{DIR}p.2.mp4",BYTERANGE-START=0'),
             ('#EXT-X-CONTENT-STEERING:SERVER-URI="/steer?v=1",PATHWAY-ID="CDN-A"',
-             '#EXT-X-CONTENT-STEERING:SERVER-URI="P:m:https://cdn.example/steer?v=1",PATHWAY-ID="CDN-A"'),
+             '#EXT-X-CONTENT-STEERING:SERVER-URI="P:s:https://cdn.example/steer?v=1",PATHWAY-ID="CDN-A"'),
+            # HLS interstitials: the asset is a playlist, the asset list JSON
+            ('#EXT-X-DATERANGE:ID="ad1",CLASS="com.apple.hls.interstitial",START-DATE="2026-11-24T17:00:00Z",'
+             'X-ASSET-URI="ads/a.m3u8",X-RESUME-OFFSET=0',
+             '#EXT-X-DATERANGE:ID="ad1",CLASS="com.apple.hls.interstitial",START-DATE="2026-11-24T17:00:00Z",'
+             f'X-ASSET-URI="P:p:{DIR}ads/a.m3u8",X-RESUME-OFFSET=0'),
+            ('#EXT-X-DATERANGE:ID="ad2",CLASS="com.apple.hls.interstitial",X-ASSET-LIST="/ads.json?slot=2"',
+             '#EXT-X-DATERANGE:ID="ad2",CLASS="com.apple.hls.interstitial",'
+             'X-ASSET-LIST="P:a:https://cdn.example/ads.json?slot=2"'),
+            ('#EXT-X-DATERANGE:ID="d",START-DATE="2026-11-24T17:00:00Z",X-COM-EXAMPLE-URI="x"',
+             f'#EXT-X-DATERANGE:ID="d",START-DATE="2026-11-24T17:00:00Z",X-COM-EXAMPLE-URI="P:m:{DIR}x"'),
+            # every URI attribute of a tag, each with its own kind
+            ('#EXT-X-SOMETHING-NEW:URI="a.bin",BEACON-URI="b/c",X-ASSET-LIST="l.json"',
+             f'#EXT-X-SOMETHING-NEW:URI="P:m:{DIR}a.bin",BEACON-URI="P:m:{DIR}b/c",X-ASSET-LIST="P:m:{DIR}l.json"'),
             ('#EXT-X-SOMETHING-NEW:A=1,URI="x.bin"', f'#EXT-X-SOMETHING-NEW:A=1,URI="P:m:{DIR}x.bin"'),
         ]  # fmt: skip
         for line, expected in cases:
@@ -102,7 +120,7 @@ class TagTests(SynchronousTestCase):
             "#EXT-X-PROGRAM-DATE-TIME:2026-11-24T17:00:00.000Z", "#EXT-X-ENDLIST",
             "#EXT-X-KEY:METHOD=NONE", '#EXT-X-DEFINE:NAME="host",VALUE="h.example"',
             '#EXT-X-MEDIA:TYPE=CLOSED-CAPTIONS,GROUP-ID="cc",NAME="CC1",INSTREAM-ID="CC1"',
-            '#EXT-X-DATERANGE:ID="ad",START-DATE="2026-11-24T17:00:00Z",X-COM-EXAMPLE-URI="x"',
+            '#EXT-X-DATERANGE:ID="ad",START-DATE="2026-11-24T17:00:00Z",X-URIS="x",URI-X="y"',
             "#EXT-X-INDEPENDENT-SEGMENTS", "#EXT-X-START:TIME-OFFSET=-12.0,PRECISE=YES",
             "#EXTINF:4.0,title with URI=x and, commas",
         ]  # fmt: skip
@@ -116,10 +134,12 @@ class TagTests(SynchronousTestCase):
              f'#EXT-X-FUTURE:NAME="a,URI=b",URI="P:m:{DIR}x/y.bin",Z=1'),
             # attribute order is kept, the URI first or last
             ('#EXT-X-MAP:BYTERANGE="720@0",URI="i.mp4"', f'#EXT-X-MAP:BYTERANGE="720@0",URI="P:m:{DIR}i.mp4"'),
-            # an attribute whose name only ends in URI is someone else's
-            ('#EXT-X-FUTURE:X-URI="a.bin",URI="b.bin"', f'#EXT-X-FUTURE:X-URI="a.bin",URI="P:m:{DIR}b.bin"'),
+            # every attribute named URI or *-URI is one; a name merely ending in URI is not
+            ('#EXT-X-FUTURE:X-URI="a.bin",URI="b.bin"',
+             f'#EXT-X-FUTURE:X-URI="P:m:{DIR}a.bin",URI="P:m:{DIR}b.bin"'),
+            ('#EXT-X-FUTURE:XURI="a.bin",X-URIS="b.bin"', None),
             ('#EXT-X-CONTENT-STEERING:URI="a",SERVER-URI="s.json"',
-             f'#EXT-X-CONTENT-STEERING:URI="a",SERVER-URI="P:m:{DIR}s.json"'),
+             f'#EXT-X-CONTENT-STEERING:URI="P:m:{DIR}a",SERVER-URI="P:s:{DIR}s.json"'),
             # whitespace after a comma and inside the quotes is kept around the new URI
             ('#EXT-X-KEY:METHOD=AES-128, URI=" k.key "', f'#EXT-X-KEY:METHOD=AES-128, URI=" P:k:{DIR}k.key "'),
             ('#EXT-X-KEY:METHOD=AES-128,URI="k.key"  ', f'#EXT-X-KEY:METHOD=AES-128,URI="P:k:{DIR}k.key"  '),
@@ -418,7 +438,7 @@ class RealWorldTests(SynchronousTestCase):
         self.assert_rewritten(APPLE_MASTER, [
             ('"lyrics.json"', f'"P:m:{DIR}lyrics.json"'),
             ('"https://keys.example/k?id=9"', '"P:k:https://keys.example/k?id=9"'),
-            ('"https://steer.example/v1?video=42"', '"P:m:https://steer.example/v1?video=42"'),
+            ('"https://steer.example/v1?video=42"', '"P:s:https://steer.example/v1?video=42"'),
             ('"a1/prog_index.m3u8"', f'"P:p:{DIR}a1/prog_index.m3u8"'),
             ('"a1/fr/prog_index.m3u8"', f'"P:p:{DIR}a1/fr/prog_index.m3u8"'),
             ('"s1/en/prog_index.m3u8"', f'"P:p:{DIR}s1/en/prog_index.m3u8"'),
@@ -578,7 +598,7 @@ _JUNK_ATTRIBUTES = st.lists(
     st.one_of(
         st.sampled_from([
             "BANDWIDTH=1280000", 'CODECS="avc1.4d401f,mp4a.40.2"', 'NAME="a,URI=b"',
-            'X-URI="not-me.ts"', "LAST-MSN=270", "TYPE=PART", 'BYTERANGE="720@0"', "IV=0x1",
+            'X-URIS="not-me.ts"', "LAST-MSN=270", "TYPE=PART", 'BYTERANGE="720@0"', "IV=0x1",
         ]),
         _FREE_TEXT.map(lambda text: f'X-JUNK="{text}"'),
     ),
@@ -633,8 +653,11 @@ def _expected_calls(lines: list[tuple[tuple[str, str, str], str]]) -> list[tuple
                 calls.append((resolved, line_kind))
             line_kind = M
         elif shape == "tag" and resolved is not None:
-            tag = text[1:].partition(":")[0]
-            calls.append((resolved, next(kind for name, _, kind in TAG_KINDS if name == tag)))
+            tag, _, attributes = text[1:].partition(":")
+            calls.append((resolved, next(
+                kind for name, attribute, kind in TAG_KINDS
+                if name == tag and f',{attribute}="{uri}"' in "," + attributes
+            )))  # fmt: skip
     return calls
 
 
@@ -653,7 +676,7 @@ class PropertyTests(SynchronousTestCase):
         text = _assemble(bom, lines, last)
         expected = _expected_calls(lines)
         out = rewrite_playlist(text.encode(), BASE, tagged).decode()
-        found = re.findall(r'P:([pmk]):([^"\r\n]*?)(?=[ \t]*(?:"|\r|\n|$))', out)
+        found = re.findall(r'P:([pmkas]):([^"\r\n]*?)(?=[ \t]*(?:"|\r|\n|$))', out)
         self.assertEqual([(url, UriKind(kind)) for kind, url in found], expected)
         self.assertEqual(calls_of(text.encode()), expected)
 

@@ -83,7 +83,7 @@ class CorpusTests(SynchronousTestCase):
             '#EXT-X-SESSION-KEY:METHOD=AES-128,URI="Pk[https://cdn.example/live/keys/session.key]"'
         )
         expected[5] = (
-            '#EXT-X-CONTENT-STEERING:SERVER-URI="Pm[https://cdn.example/steer?video=1]",'
+            '#EXT-X-CONTENT-STEERING:SERVER-URI="Ps[https://cdn.example/steer?video=1]",'
             'PATHWAY-ID="CDN-A"'
         )
         expected[6] = expected[6].replace(

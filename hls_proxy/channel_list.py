@@ -54,7 +54,7 @@ _HTTP = ("http://", "https://")
 
 
 def looks_like_list(head: bytes) -> str | None:
-    """"m3u" for `#EXTM3U`, "extinf" for a list that starts with an entry, None otherwise."""
+    """ "m3u" for `#EXTM3U`, "extinf" for a list that starts with an entry, None otherwise."""
     head = head.removeprefix(_BOM).lstrip()
     if head.startswith(b"#EXTM3U"):
         return "m3u"
@@ -148,9 +148,7 @@ class ListRewriter:
         text = line.strip()
         if text.lstrip("\ufeff").startswith("#EXTM3U"):
             return self._flush() + self._header(line)
-        if text.startswith("#EXTINF") and any(
-            held.startswith("#EXTINF") for held in self._entry
-        ):
+        if text.startswith("#EXTINF") and any(held.startswith("#EXTINF") for held in self._entry):
             out = self._flush()  # an entry without a URL: passed on as it was
             self._hold(line)
             return out

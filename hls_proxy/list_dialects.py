@@ -64,7 +64,12 @@ _SINGLE_WORD_HEADERS = frozenset(
 _MAX_HEADERS = 32
 _MAX_VALUE_CHARS = 4096
 # name=value, value quoted ("…" or '…') or bare; names as Kodi/TiviMate/M3U writers use.
-_ATTRIBUTE = re.compile(r"""([A-Za-z0-9_:.-]+)=(?:"([^"]*)"|'([^']*)'|([^\s",]*))""")
+# One token of an attribute list: an attribute, the title's comma, a stray quoted run
+# (skipped whole, so a comma inside it is not the end), or any other word.
+_ATTRIBUTE_TOKEN = re.compile(
+    r"""\s*(?:([A-Za-z0-9_:.-]+)=(?:"([^"]*)"|'([^']*)'|([^\s",]*))|(,)|"[^"]*"?|'[^']*'?"""
+    r"""|[^\s,"']+)"""
+)
 
 
 class Malformed(ValueError):
@@ -92,22 +97,16 @@ def attributes(line: str, title_follows: bool) -> tuple[list[Attribute], int]:
     at = min(pos for pos in (colon, space, len(line)) if pos >= 0) + 1
     found: list[Attribute] = []
     while at < len(line):
-        char = line[at]
-        if char == "," and title_follows:
-            return found, at
-        match = _ATTRIBUTE.match(line, at)
-        if match is None:
-            if char in "\"'":  # a stray quote: skip to its pair so a comma inside is not the end
-                close = line.find(char, at + 1)
-                at = len(line) if close < 0 else close + 1
-            else:
-                at += 1
+        match = _ATTRIBUTE_TOKEN.match(line, at)
+        if match is None:  # only a lone quote-free oddity; step over it
+            at += 1
             continue
-        group = next(g for g in (2, 3, 4) if match.group(g) is not None)
-        found.append(
-            Attribute(match.group(1).lower(), match.group(group), *match.span(group))
-        )
-        at = match.end()
+        if match.group(5) is not None and title_follows:
+            return found, match.start(5)
+        if match.group(1) is not None:
+            group = next(g for g in (2, 3, 4) if match.group(g) is not None)
+            found.append(Attribute(match.group(1).lower(), match.group(group), *match.span(group)))
+        at = max(match.end(), at + 1)
     return found, len(line)
 
 

@@ -197,7 +197,7 @@ class DialectTests(SynchronousTestCase):
             self.assertEqual(split_pipe(line), ("u", headers), line)
 
     def test_unusable_pipes_are_malformed(self) -> None:
-        for line in ("u|Host=x", "u|User-Agent", "u|A=\"x", "u|A=caf\u20ac"):
+        for line in ("u|Host=x", "u|User-Agent", 'u|A="x', "u|A=caf\u20ac"):
             self.assertRaises(Malformed, split_pipe, line)
 
     def test_attributes_stop_at_the_title(self) -> None:

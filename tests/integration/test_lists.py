@@ -121,10 +121,14 @@ def channel_origin(case: TestCase, extra: dict[bytes, IResource] | None = None) 
         b"epg.xml": Body(EPG, b"application/xml"),
         b"epg.xml.gz": Body(gzip.compress(EPG), b"application/gzip"),
         b"gzipped.m3u": Body(
-            gzip.compress(fixture_list(origin)), b"audio/x-mpegurl", headers={b"content-encoding": b"gzip"}
+            gzip.compress(fixture_list(origin)),
+            b"audio/x-mpegurl",
+            headers={b"content-encoding": b"gzip"},
         ),
         b"page.html": Body(b"<!DOCTYPE html><html>login</html>", b"text/html"),
-        b"bare.m3u": Body(b"#EXTINF:-1,A\n" + origin.encode() + b"/ch6/v0/index.m3u8\n", b"text/plain"),
+        b"bare.m3u": Body(
+            b"#EXTINF:-1,A\n" + origin.encode() + b"/ch6/v0/index.m3u8\n", b"text/plain"
+        ),
     }
     for name, resource in lists.items():
         root.putChild(name, resource)
@@ -210,9 +214,7 @@ class ListTests(TestCase):
         proxy = start_proxy(self)
         _, _, body = await self.fetch(list_url(proxy, f"{origin}/list.m3u", group="news,MOV*"))
         self.assertEqual(body.count(b"#EXTINF"), 3)
-        _, _, body = await self.fetch(
-            list_url(proxy, f"{origin}/list.m3u", exclude_group="sports")
-        )
+        _, _, body = await self.fetch(list_url(proxy, f"{origin}/list.m3u", exclude_group="sports"))
         self.assertEqual(body.count(b"#EXTINF"), 7)
         self.assertNotIn(b"Two", body)
 
@@ -221,12 +223,12 @@ class ListTests(TestCase):
         proxy = start_proxy(self)
         _, _, body = await self.fetch(list_url(proxy, f"{origin}/list.m3u"))
         header = body.splitlines()[0].decode()
-        epg_urls = [
-            part.strip('"') for part in header.replace(",", " ").split() if proxy in part
-        ]
+        epg_urls = [part.strip('"') for part in header.replace(",", " ").split() if proxy in part]
         epg_urls = [url.split("=", 1)[1].strip('"') if "=" in url else url for url in epg_urls]
         self.assertEqual(len(epg_urls), 3)
-        for url, expected in zip(epg_urls, [gzip.compress(EPG), EPG, gzip.compress(EPG)], strict=True):
+        for url, expected in zip(
+            epg_urls, [gzip.compress(EPG), EPG, gzip.compress(EPG)], strict=True
+        ):
             code, _, got = await self.fetch(url)
             self.assertEqual(code, 200)
             self.assertEqual(gzip.decompress(got) if got[:2] == b"\x1f\x8b" else got, EPG)
@@ -304,7 +306,10 @@ class ListTests(TestCase):
         class Collect(Protocol):
             def dataReceived(self, data: bytes) -> None:
                 received.append(data)
-                if b"\n" in b"".join(received).split(b"#EXTINF:-1,A\n", 1)[-1] and not arrived.called:
+                if (
+                    b"\n" in b"".join(received).split(b"#EXTINF:-1,A\n", 1)[-1]
+                    and not arrived.called
+                ):
                     arrived.callback(None)
 
             def connectionLost(self, reason: object = None) -> None:
@@ -327,7 +332,11 @@ class CatchupTests(TestCase):
         return response.code, await response.content()
 
     async def test_append_query_reaches_the_upstream_channel_with_its_headers(self) -> None:
-        live = Body(b"\x47" * 188 * 4, b"video/mp2t", check=lambda r: None if r.getHeader(b"user-agent") == b"CU" else 403)
+        live = Body(
+            b"\x47" * 188 * 4,
+            b"video/mp2t",
+            check=lambda r: None if r.getHeader(b"user-agent") == b"CU" else 403,
+        )
         origin, recording = start_origin(self, Resource())
         root = recording.wrapped
         root.putChild(b"live.ts", live)  # type: ignore[attr-defined]
@@ -343,7 +352,9 @@ class CatchupTests(TestCase):
         self.assertTrue(channel.startswith(proxy + "/c/"), channel)
         code, _ = await self.fetch(channel + "?utc=1700000000&lutc=1700003600")
         self.assertEqual(code, 200)
-        self.assertEqual(recording.seen[-1].path, "/live.ts?token=abc&utc=1700000000&lutc=1700003600")
+        self.assertEqual(
+            recording.seen[-1].path, "/live.ts?token=abc&utc=1700000000&lutc=1700003600"
+        )
         code, _ = await self.fetch(channel)  # live: no query added
         self.assertEqual(recording.seen[-1].path, "/live.ts?token=abc")
         # The same path under /p/ is not a channel, and a /p/ child cannot take a query.
@@ -353,7 +364,11 @@ class CatchupTests(TestCase):
     async def test_template_placeholders_are_filled_and_the_rest_stays_signed(self) -> None:
         origin, recording = start_origin(self, Resource())
         root = recording.wrapped
-        catch = Body(b"\x47" * 188, b"video/mp2t", check=lambda r: None if r.getHeader(b"user-agent") == b"CU" else 403)
+        catch = Body(
+            b"\x47" * 188,
+            b"video/mp2t",
+            check=lambda r: None if r.getHeader(b"user-agent") == b"CU" else 403,
+        )
         text = (
             f'#EXTM3U\n#EXTINF:-1 catchup="default" '
             f'catchup-source="{origin}/archive/{{utc}}/x.ts?d=${{duration}}&k=secret",T\n'

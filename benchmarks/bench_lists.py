@@ -139,7 +139,7 @@ def read_list(proxy_port: int, upstream: str, pid: int) -> dict[str, float]:
         "total_s": elapsed,
         "out_mb": total / MB,
         "mb_per_s": total / MB / elapsed,
-        "rss_growth_mb": (max(samples + [before]) - before) / 1024,
+        "rss_growth_mb": (max([*samples, before]) - before) / 1024,
     }
 
 

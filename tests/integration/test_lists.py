@@ -203,7 +203,7 @@ class ListTests(TestCase):
                 kept.append(line)
             return kept
 
-        header_original, *rest_original = without_urls(original)
+        _, *rest_original = without_urls(original)
         header_proxied, *rest_proxied = without_urls(body)
         self.assertEqual(rest_proxied, rest_original)
         self.assertNotIn(origin.encode(), header_proxied)  # EPG URLs proxied

@@ -258,13 +258,15 @@ class ListTests(TestCase):
 
     async def test_api_key_is_needed_for_the_list_not_for_its_channels(self) -> None:
         origin, _ = channel_origin(self)
-        proxy = start_proxy(self, api_key="k1")
+        proxy = start_proxy(self, api_key="api~key")
         code, _, _ = await self.fetch(list_url(proxy, f"{origin}/list.m3u"))
         self.assertEqual(code, 401)
-        url = list_url(proxy, f"{origin}/list.m3u", api_key="k1", **{"h_user-agent": "Default UA"})
+        url = list_url(
+            proxy, f"{origin}/list.m3u", api_key="api~key", **{"h_user-agent": "Default UA"}
+        )
         code, _, body = await self.fetch(url)
         self.assertEqual(code, 200)
-        self.assertNotIn(b"k1", body)
+        self.assertNotIn(b"api~key", body)
         code, _, _ = await self.fetch(url_lines(body)[5])  # ch6, no key
         self.assertEqual(code, 200)
 

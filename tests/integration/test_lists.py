@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import quote
 
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import TestCase
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request
@@ -298,12 +299,6 @@ class ListTests(TestCase):
         self.assertEqual(response.code, 200)
         received: list[bytes] = []
         arrived: Deferred[None] = Deferred()
-
-        class Reader:
-            def __getattr__(self, name: str) -> Any:
-                raise AttributeError(name)
-
-        from twisted.internet.protocol import Protocol
 
         class Collect(Protocol):
             def dataReceived(self, data: bytes) -> None:

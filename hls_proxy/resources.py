@@ -263,6 +263,11 @@ def build_root(
         b"health": _Health(clock, registry),
         b"metrics": _Metrics(metrics or Metrics()),
     }
+    from .lists import list_routes  # lists.py builds on the endpoints defined here
+
+    children.update(
+        list_routes(config, dispatcher, signer, registry, clock, forwarding, instance_id)
+    )
     cors = CorsPolicy(config.cors_origins)
     for child in children.values():
         if isinstance(child, _Endpoint):

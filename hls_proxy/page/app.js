@@ -143,6 +143,72 @@
     }
   }
 
+  // Channel-list mode: the /list.m3u link for an IPTV app, and what the list holds.
+  function listUrl() {
+    const params = new URLSearchParams({ url: $("list-url").value.trim() });
+    const group = $("list-group").value.trim();
+    const exclude = $("list-exclude").value.trim();
+    if (group) params.append("group", group);
+    if (exclude) params.append("exclude_group", exclude);
+    const base = document.body.dataset.publicUrl || location.origin;
+    return base + "/list.m3u?" + params.toString();
+  }
+
+  // Reads the proxied list as it streams: counts entries and their groups.
+  async function summarize(link) {
+    const headers = apiKey() ? { "X-API-Key": apiKey() } : {};
+    const response = await fetch(link, { headers: headers });
+    if (!response.ok) {
+      const text = (await response.text()).trim();
+      throw new Error("The proxy answered " + response.status + ": " + text);
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    const groups = new Map();
+    let channels = 0;
+    let rest = "";
+    const count = (line) => {
+      if (!line.startsWith("#EXTINF")) return;
+      channels += 1;
+      const found = /group-title="([^"]*)"/.exec(line);
+      for (const name of (found ? found[1] : "").split(";")) {
+        const key = name.trim() || "(no group)";
+        groups.set(key, (groups.get(key) || 0) + 1);
+      }
+    };
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const lines = (rest + decoder.decode(value, { stream: true })).split("\n");
+      rest = lines.pop();
+      lines.forEach(count);
+    }
+    count(rest);
+    return { channels: channels, groups: groups };
+  }
+
+  $("list-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const link = listUrl();
+    $("list-result").hidden = false;
+    $("list-proxied").value = link;
+    $("list-summary").className = "";
+    $("list-summary").textContent = "Reading the list…";
+    $("list-groups").replaceChildren();
+    try {
+      const { channels, groups } = await summarize(link);
+      $("list-summary").textContent = channels + " channels in " + groups.size + " groups.";
+      for (const [name, number] of [...groups.entries()].slice(0, 200)) {
+        const item = document.createElement("li");
+        item.textContent = name + " (" + number + ")";
+        $("list-groups").appendChild(item);
+      }
+    } catch (error) {
+      $("list-summary").className = "error";
+      $("list-summary").textContent = error.message;
+    }
+  });
+
   $("api-key").value = sessionStorage.getItem("hlsproxy-api-key") || "";
   $("form").addEventListener("submit", (event) => {
     event.preventDefault();

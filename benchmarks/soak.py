@@ -1,20 +1,35 @@
-"""Soak: normal viewers mixed with every kind of misbehaving origin, for a bounded time.
+"""Soak: normal viewers next to misbehaving origins and hostile clients, for a bounded time.
 
-Starts a scripted origin (in this process) and `twistd hlsproxy` (a child process) on
-127.0.0.1, then for --seconds keeps launching normal viewers (playlist + a 1 MB segment)
-next to faulty requests (404/500/503, a stall mid-body, a reset mid-body, an origin that
-never answers, garbage, a redirect loop, an endless chunked playlist, slowloris clients).
-Every 5 s it samples the proxy's RSS and open file descriptors. It reports those samples,
-the normal viewers' failures (which should be 0) and the statuses the faults got.
+Starts scripted origins (soak_adversaries.py, in this process) and `twistd -n hlsproxy`
+(a child process, this tree on PYTHONPATH) on 127.0.0.1. For --seconds it launches, every
+second, normal viewers of three kinds (a plain stream: playlist + 1 MB segment; a stream
+whose key needs the cookie its playlist sets; a stream whose origin keeps idle
+connections ~50 ms), next to:
 
-    python3 benchmarks/soak.py --seconds 120
+- the classic faults: 404/500/503, garbage, a redirect loop, an origin that never
+  answers, a stall and a reset mid-body, an endless playlist, a slowloris client;
+- cross-user cache probes: /stream?url=<the locked key> without the cookie (leaks: 0);
+- a redirect back to the proxy itself; redirects to gopher://127.0.0.1:<port> (the
+  port counts connections: 0);
+- a stream flood (a new h_x-n value on every request), a cookie flood (3,000 new
+  cookies on every reload of one stream), amplification playlists (a few KB gzip'd:
+  millions of one-char URIs; 500,000 under the byte cap) every 5 s, one at a time;
+- raw requests: a 1 GiB Content-Length on /health, a 100 KB request line, 200 headers.
+
+A separate process polls /health every 50 ms; RSS and open fds are sampled every second.
+Prints the command line and Markdown tables; exits 1 if a goal with a hard bound failed.
+
+    python3 benchmarks/soak.py                  # 100 s of load, under 2 minutes in all
+    python3 benchmarks/soak.py --seconds 30
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -25,6 +40,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from soak_adversaries import (
+    AMPLIFIERS,
+    FAULTS,
+    KEY,
+    SEGMENT,
+    SMALL_SEGMENT,
+    Counting,
+    Origin,
+    raw_probe,
+    raw_requests,
+    stale_origin,
+)
 from treq.client import HTTPClient
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, gatherResults
@@ -32,63 +59,31 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
 from twisted.web.client import Agent, HTTPConnectionPool
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import Site
 
 reactor: Any = _reactor
 ROOT = Path(__file__).resolve().parent.parent
-SEGMENT = b"\x47" * (1024 * 1024)
-PLAYLIST = b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\nseg.ts\n#EXT-X-ENDLIST\n"
-
-
-class Origin(Resource):
-    isLeaf = True
-
-    def render_GET(self, request: Request) -> bytes | int:
-        path = request.path.decode()
-        if path == "/ok.m3u8":
-            request.setHeader(b"content-type", b"application/vnd.apple.mpegurl")
-            return PLAYLIST
-        if path == "/seg.ts":
-            request.setHeader(b"content-type", b"video/mp2t")
-            return SEGMENT
-        if path in ("/404.m3u8", "/500.m3u8", "/503.m3u8"):
-            request.setResponseCode(int(path[1:4]))
-            return b"no\n"
-        if path == "/garbage.m3u8":
-            return os.urandom(4096)
-        if path == "/loop.m3u8":
-            request.setResponseCode(302)
-            request.setHeader(b"location", b"/loop.m3u8")
-            return b""
-        if path == "/hang.m3u8":
-            return NOT_DONE_YET
-        if path in ("/stall.ts", "/reset.ts"):
-            request.setHeader(b"content-type", b"video/mp2t")
-            request.setHeader(b"content-length", b"%d" % len(SEGMENT))
-            request.write(SEGMENT[:100_000])
-            if path == "/reset.ts":
-                reactor.callLater(0.05, request.channel.transport.abortConnection)
-            return NOT_DONE_YET
-        if path == "/endless.m3u8":
-            request.setHeader(b"content-type", b"application/vnd.apple.mpegurl")
-            request.write(b"#EXTM3U\n")
-            alive = {"yes": True}
-            request.notifyFinish().addBoth(lambda _: alive.update(yes=False))
-
-            def more() -> None:
-                if alive["yes"]:
-                    request.write(b"#X:" + b"x" * 65536 + b"\n")
-                    reactor.callLater(0.001, more)
-
-            more()
-            return NOT_DONE_YET
-        request.setResponseCode(404)
-        return b"not found\n"
-
-
-FAULTS = ["/404.m3u8", "/500.m3u8", "/503.m3u8", "/garbage.m3u8", "/loop.m3u8", "/hang.m3u8",
-          "/stall.ts", "/reset.ts", "/endless.m3u8"]  # fmt: skip
+POLLER = """
+import http.client, json, sys, time
+port, seconds = int(sys.argv[1]), float(sys.argv[2])
+latencies, failed, connection = [], 0, None
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    started = time.perf_counter()
+    try:
+        connection = connection or http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        connection.request("GET", "/health")
+        answer = connection.getresponse()
+        answer.read()
+        if answer.status == 200:
+            latencies.append((time.perf_counter() - started) * 1000)
+        else:
+            failed += 1
+    except Exception:
+        failed, connection = failed + 1, None
+    time.sleep(0.05)
+print(json.dumps({"latencies": latencies, "failed": failed}))
+"""
 
 
 def free_port() -> int:
@@ -105,15 +100,39 @@ def proc_sample(pid: int) -> tuple[float, int]:
     return rss_kb / 1024, len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values) or [float("nan")]
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
 class Slowloris(Protocol):
     def connectionMade(self) -> None:
         self.transport.write(b"GET /health HTTP/1.1\r\nX-a: ")  # type: ignore[union-attr]
 
 
-async def soak(seconds: float, viewers_per_second: int) -> int:
-    origin_port = reactor.listenTCP(0, Site(Origin()), interface="127.0.0.1").getHost().port
-    origin = f"http://127.0.0.1:{origin_port}"
+class Tally:
+    """Outcomes per adversary (status or error name) and the slowest answer."""
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, collections.Counter[str]] = collections.defaultdict(
+            collections.Counter
+        )
+        self.slowest_s: dict[str, float] = collections.defaultdict(float)
+
+    def add(self, name: str, outcome: object, started: float) -> None:
+        self.outcomes[name][str(outcome)] += 1
+        self.slowest_s[name] = max(self.slowest_s[name], time.monotonic() - started)
+
+
+async def soak(seconds: float, viewers_per_second: int, flood_per_second: int) -> int:
+    counting = Counting()
+    gopher_port = reactor.listenTCP(0, counting, interface="127.0.0.1").getHost().port
     proxy_port = free_port()
+    base = f"http://127.0.0.1:{proxy_port}"
+    origin_site = Site(Origin(base, gopher_port))
+    origin_port = reactor.listenTCP(0, origin_site, interface="127.0.0.1").getHost().port
+    stale_port = reactor.listenTCP(0, stale_origin(), interface="127.0.0.1").getHost().port
+    origin = f"http://127.0.0.1:{origin_port}"
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"soak-proxy-{proxy_port}.log"
     proxy = subprocess.Popen(
         [sys.executable, shutil.which("twistd") or "twistd", "-n", "--pidfile=",
@@ -122,98 +141,179 @@ async def soak(seconds: float, viewers_per_second: int) -> int:
          "--client-header-timeout", "3", "--max-playlist-bytes", "1MB"],
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
-    base = f"http://127.0.0.1:{proxy_port}"
     pool = HTTPConnectionPool(reactor)
     pool.maxPersistentPerHost = 64
     http = HTTPClient(Agent(reactor, pool=pool))
     for _ in range(100):
         try:
-            await (await http.get(base + "/health")).content()
+            await (await http.get(base + "/health", timeout=1)).content()
             break
         except Exception:
             await deferLater(reactor, 0.1, lambda: None)
-    normal_ok = normal_failed = 0
-    fault_statuses: dict[str, collections.Counter[str]] = {f: collections.Counter() for f in FAULTS}
+    poller = subprocess.Popen(
+        [sys.executable, "-c", POLLER, str(proxy_port), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    viewers: dict[str, list[int]] = {
+        name: [0, 0] for name in ("plain", "cookie-locked key", "stale keep-alive origin")
+    }
+    tally = Tally()
+    leaks = 0
     samples: list[tuple[float, float, int]] = []
 
-    def entry(path: str) -> str:
-        return f"{base}/playlist.m3u8?url={quote(origin + path, safe='')}"
+    def entry(url: str, extra: str = "") -> str:
+        return f"{base}/playlist.m3u8?url={quote(url, safe='')}{extra}"
 
-    async def viewer() -> None:
-        nonlocal normal_ok, normal_failed
-        try:
-            playlist = await (await http.get(entry("/ok.m3u8"))).content()
-            child = next(line for line in playlist.decode().splitlines() if line.startswith("/p/"))
-            body = await (await http.get(base + child)).content()
-            if body == SEGMENT:
-                normal_ok += 1
-            else:
-                normal_failed += 1
-        except Exception:
-            normal_failed += 1
+    def stream(url: str) -> str:
+        return f"{base}/stream?url={quote(url, safe='')}"
 
-    async def fault(path: str) -> None:
-        url = (
-            entry(path)
-            if path.endswith(".m3u8")
-            else f"{base}/stream?url={quote(origin + path, safe='')}"
-        )
+    async def fetch(url: str) -> tuple[int | str, bytes]:
         try:
-            answer = await http.get(url)
-            await answer.content()
-            fault_statuses[path][str(answer.code)] += 1
+            answer = await http.get(url, timeout=30)
+            return answer.code, await answer.content()
         except Exception as error:
-            fault_statuses[path][type(error).__name__] += 1
+            return type(error).__name__, b""
+
+    def child(playlist: bytes, marker: str = "") -> str:
+        for line in playlist.decode(errors="replace").splitlines():
+            if marker and marker in line:
+                return line.split('URI="', 1)[1].split('"', 1)[0]
+            if not marker and line.startswith("/p/"):
+                return line
+        raise ValueError("no child in the playlist")
+
+    async def viewer(kind: str, playlist_url: str, marker: str, expected: bytes) -> None:
+        try:
+            status, playlist = await fetch(entry(playlist_url))
+            body = (await fetch(base + child(playlist, marker)))[1] if status == 200 else b""
+            viewers[kind][0 if body == expected else 1] += 1
+        except Exception:
+            viewers[kind][1] += 1
+
+    async def adversary(name: str, url: str) -> None:
+        nonlocal leaks
+        started = time.monotonic()
+        status, body = await fetch(url)
+        if name == "key probe (no cookie)" and KEY in body:
+            leaks += 1
+        tally.add(name, status, started)
+
+    async def raw(name: str, payload: bytes) -> None:
+        started = time.monotonic()
+        tally.add(name, await raw_probe(proxy_port, payload), started)
 
     started = time.monotonic()
     pending: list[Deferred[None]] = []
-    slowloris: list[Any] = []
-    next_sample = 0.0
+    amplifier: Deferred[None] | None = None
+    flood_number = 0
+    tick = 0
     while (elapsed := time.monotonic() - started) < seconds:
-        if elapsed >= next_sample:
-            rss, fds = proc_sample(proxy.pid)
-            samples.append((elapsed, rss, fds))
-            print(
-                f"{elapsed:6.0f} s  RSS {rss:7.1f} MB  fds {fds:4d}  "
-                f"ok {normal_ok}  failed {normal_failed}",
-                flush=True,
+        rss, fds = proc_sample(proxy.pid)
+        samples.append((elapsed, rss, fds))
+        if tick % 5 == 0:
+            failed = sum(failed for _, failed in viewers.values())
+            print(f"{elapsed:6.0f} s  RSS {rss:7.1f} MB  fds {fds:4d}  viewers failed {failed}",
+                  flush=True)  # fmt: skip
+        work = [viewer("plain", origin + "/ok.m3u8", "", SEGMENT)
+                for _ in range(viewers_per_second)]  # fmt: skip
+        work += [
+            viewer("cookie-locked key", origin + "/locked/index.m3u8", "#EXT-X-KEY", KEY),
+            viewer("stale keep-alive origin", f"http://127.0.0.1:{stale_port}/live.m3u8", "",
+                   SMALL_SEGMENT),
+            adversary("key probe (no cookie)", stream(origin + "/locked/key.bin")),
+            adversary("redirect to the proxy itself", entry(origin + "/to-proxy.m3u8")),
+            adversary("redirect to gopher:// (playlist)", entry(origin + "/gopher.m3u8")),
+            adversary("redirect to gopher:// (media)", stream(origin + "/gopher.ts")),
+            adversary("cookie flood (3,000 per reload)", entry(origin + "/cookies.m3u8")),
+        ]  # fmt: skip
+        work += [adversary(f"fault {path}", (entry if path.endswith(".m3u8") else stream)(
+            origin + path)) for path in FAULTS]  # fmt: skip
+        work += [raw(name, payload) for name, payload in raw_requests().items()]
+        if len(pending) < 500:  # bounded: a flood that is not answered stops growing
+            for _ in range(flood_per_second):
+                flood_number += 1
+                extra = f"&h_x-n={flood_number}"
+                work.append(
+                    adversary("stream flood (new h_x-n)", entry(origin + "/ok.m3u8", extra))
+                )
+        pending += [Deferred.fromCoroutine(each) for each in work]
+        if tick % 5 == 0 and (amplifier is None or amplifier.called):
+            path = sorted(AMPLIFIERS)[(tick // 5) % len(AMPLIFIERS)]
+            amplifier = Deferred.fromCoroutine(
+                adversary(f"amplification {path}", entry(origin + path))
             )
-            next_sample += 5
-        pending += [Deferred.fromCoroutine(viewer()) for _ in range(viewers_per_second)]
-        pending += [Deferred.fromCoroutine(fault(path)) for path in FAULTS]
-        slowloris.append(
-            connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", proxy_port), Slowloris())
-        )
+            pending.append(amplifier)
+        connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", proxy_port), Slowloris())
         pending = [d for d in pending if not d.called]
-        await deferLater(reactor, 1.0, lambda: None)
+        tick += 1
+        await deferLater(reactor, max(0.0, started + tick - time.monotonic()), lambda: None)
     await gatherResults(pending)
     await deferLater(reactor, 4.0, lambda: None)  # let timeouts and slowloris drops settle
     rss, fds = proc_sample(proxy.pid)
     samples.append((time.monotonic() - started, rss, fds))
-    health = await http.get(base + "/health")
-    await health.content()
+    health_code, _ = await fetch(base + "/health")
     await pool.closeCachedConnections()
+    polled = json.loads(poller.communicate(timeout=30)[0] or '{"latencies": [], "failed": -1}')
     proxy.send_signal(signal.SIGTERM)
     proxy.wait(20)
-    print()
-    print("| time s | proxy RSS MB | open fds |")
-    print("|---|---|---|")
-    for elapsed, rss, fds in samples:
-        print(f"| {elapsed:.0f} | {rss:.1f} | {fds} |")
-    print()
-    print(f"normal viewers: {normal_ok} ok, {normal_failed} failed; /health after: {health.code}")
-    for path, statuses in fault_statuses.items():
-        print(f"  {path}: {dict(statuses)}")
-    return 0 if normal_failed == 0 and health.code == 200 else 1
+    return report(samples, viewers, tally, leaks, counting.connections, polled, health_code)
+
+
+def report(
+    samples: list[tuple[float, float, int]],
+    viewers: dict[str, list[int]],
+    tally: Tally,
+    leaks: int,
+    gopher_connections: int,
+    polled: dict[str, Any],
+    health_code: int | str,
+) -> int:
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    command = shlex.join(["python3", "benchmarks/soak.py", *sys.argv[1:]])
+    print(f"\n`{command}` ({os.cpu_count()} CPUs, load average {load})\n")
+    rss = [rss for _, rss, _ in samples]
+    fds = [fds for _, _, fds in samples]
+    latencies = polled["latencies"]
+    failed = sum(counts[1] for counts in viewers.values())
+    probes = sum(tally.outcomes["key probe (no cookie)"].values())
+    print("| measure | value | goal |\n|---|---|---|")
+    for name, (ok, bad) in viewers.items():
+        print(f"| normal viewers, {name}: ok / failed | {ok} / {bad} | 0 failed |")
+    print(f"| proxy RSS MB, start / peak / end | {rss[0]:.0f} / {max(rss):.0f} / {rss[-1]:.0f} "
+          "| bounded |")  # fmt: skip
+    print(f"| proxy open fds, start / peak / end | {fds[0]} / {max(fds)} / {fds[-1]} | bounded |")
+    print(
+        f"| /health p50 / p99 / max ms ({len(latencies)} polls, {polled['failed']} failed) "
+        f"| {percentile(latencies, 0.5):.1f} / {percentile(latencies, 0.99):.1f} / "
+        f"{max(latencies or [float('nan')]):.1f} | p99 < 100 |"
+    )
+    print(f"| key probes that got the key bytes | {leaks} of {probes} | 0 |")
+    print(f"| connections to the gopher:// port | {gopher_connections} | 0 |")
+    print(f"| /health after the soak | {health_code} | 200 |")
+    print("\n| adversary | requests | outcomes | slowest answer s |\n|---|---|---|---|")
+    for name in sorted(tally.outcomes):
+        outcomes = tally.outcomes[name]
+        shown = ", ".join(f"{status}: {count}" for status, count in outcomes.most_common())
+        print(f"| {name} | {sum(outcomes.values())} | {shown} | {tally.slowest_s[name]:.1f} |")
+    print("\n| time s | proxy RSS MB | open fds |\n|---|---|---|")
+    for elapsed, rss_mb, fd_count in samples[::10] + samples[-1:]:
+        print(f"| {elapsed:.0f} | {rss_mb:.1f} | {fd_count} |")
+    hard_ok = failed == 0 and leaks == 0 and gopher_connections == 0 and health_code == 200
+    return 0 if hard_ok else 1
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=120)
+    parser.add_argument("--seconds", type=float, default=100, help="seconds of load (max 3600)")
     parser.add_argument("--viewers-per-second", type=int, default=10)
+    parser.add_argument("--flood-per-second", type=int, default=50)
     args = parser.parse_args()
     result: list[int] = []
-    d = Deferred.fromCoroutine(soak(args.seconds, args.viewers_per_second))
+    seconds = max(5.0, min(args.seconds, 3600.0))
+    viewers = max(1, min(args.viewers_per_second, 200))
+    flood = max(0, min(args.flood_per_second, 1000))
+    d = Deferred.fromCoroutine(soak(seconds, viewers, flood))
     d.addBoth(lambda outcome: (result.append(outcome if isinstance(outcome, int) else 2),
                                outcome if isinstance(outcome, int) else print(outcome),
                                reactor.stop()))  # fmt: skip

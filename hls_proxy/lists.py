@@ -25,12 +25,12 @@ from .bodies import open_upstream
 from .bypass import entry_stream
 from .channel_list import APPEND_MODES, Channel, GroupFilter, ListRewriter
 from .config import Config
+from .endpoints import Endpoint, Proxied, query_of, run
 from .errors import ProxyError, forbidden
 from .exposure import PROXIED_HEADERS
 from .forwarded import Forwarding
 from .list_stream import ListBody
 from .playlist import UriKind
-from .resources import _Endpoint, _Proxied, _query, _run
 from .serving import Dispatcher
 from .signing import BadSignature, Signer
 from .streams import StreamRegistry
@@ -129,7 +129,7 @@ def _normalized(url: str) -> str:
         raise ValueError(error.message) from None
 
 
-class ListEndpoint(_Endpoint):
+class ListEndpoint(Endpoint):
     """`/list.m3u?url=…`: the list, streamed, each channel with its own headers."""
 
     def __init__(
@@ -150,12 +150,12 @@ class ListEndpoint(_Endpoint):
     def render_GET(self, request: Request) -> int:
         for name, value in PROXIED_HEADERS:
             request.setHeader(name, value)
-        return _run(request, lambda: self._answer(request))
+        return run(request, lambda: self._answer(request))
 
     async def _answer(self, request: Request) -> None:
         config = self._config
         require_api_key(request, config.api_key)
-        filters, query = _split_filters(_query(request))
+        filters, query = _split_filters(query_of(request))
         entry = parse_entry_query(query)
         groups = GroupFilter.parse(filters.get("group", ""), filters.get("exclude_group", ""))
         bypass = config.bypass == "auto"
@@ -198,7 +198,7 @@ def _start(request: Request, header_added: bool) -> None:
         request.setHeader(b"x-hlsproxy-note", b"the upstream list had no #EXTM3U line; added")
 
 
-class CatchupChild(_Proxied):
+class CatchupChild(Proxied):
     """`/c/…`: a catch-up child; the player's query fills its open parts."""
 
     def __init__(self, dispatcher: Dispatcher, instance_id: str, signer: Signer) -> None:
@@ -211,7 +211,7 @@ class CatchupChild(_Proxied):
             child = self._signer.verify(segments)
         except BadSignature as error:
             raise forbidden(str(error)) from None
-        return Target(child.stream, catchup.resolve(child, _query(request)), child.kind)
+        return Target(child.stream, catchup.resolve(child, query_of(request)), child.kind)
 
 
 def list_routes(

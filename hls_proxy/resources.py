@@ -4,26 +4,22 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Coroutine
-from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from . import __version__
-from ._http import abort_client, as_bytes
 from .access import require_api_key
 from .bypass import entry_stream
 from .config import Config
-from .errors import ProxyError, forbidden
-from .exposure import PROXIED_HEADERS, CorsPolicy, page_policy
+from .endpoints import Endpoint, Proxied, query_of, render_error
+from .errors import forbidden
+from .exposure import CorsPolicy, page_policy
 from .forwarded import Forwarding
-from .metrics import Metrics, endpoint_of
-from .observe import ObservedRequest
+from .lists import list_routes
+from .metrics import Metrics
 from .playlist import UriKind
 from .serving import Dispatcher
 from .signing import BadSignature, Signer
@@ -36,124 +32,8 @@ __all__ = ["build_root"]
 
 log = Logger()
 
-_EXPOSED_HEADERS = (
-    b"Content-Length, Content-Range, Accept-Ranges, Content-Type, ETag, Last-Modified"
-)
-_PREFLIGHT_HEADERS = {
-    b"access-control-allow-methods": b"GET, HEAD, OPTIONS",
-    b"access-control-max-age": b"86400",
-}
 
-
-def _query(request: Request) -> str:
-    uri = request.uri.decode("latin-1")
-    return uri.partition("?")[2]
-
-
-def render_error(request: Request, status: int, message: str) -> None:
-    """Answer with a one-line message, or abort if the body had already begun."""
-    if request.channel is None or request.finished:
-        return
-    if request.startedWriting:
-        abort_client(request)
-        return
-    body = message.encode("utf-8", "replace") + b"\n"
-    request.setResponseCode(status)
-    request.responseHeaders.removeHeader(b"content-length")
-    request.responseHeaders.removeHeader(b"content-range")
-    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-    request.setHeader(b"cache-control", b"no-store")
-    request.setHeader(b"content-length", b"%d" % len(body))
-    request.write(body)
-    request.finish()
-
-
-class _Endpoint(Resource):
-    """A leaf with CORS on every answer, an OPTIONS preflight, and HEAD where GET works."""
-
-    isLeaf = True
-    cors = CorsPolicy()  # build_root sets the configured one on each endpoint
-
-    def render(self, request: Request) -> bytes | int:
-        allowed = self.cors.allowed_origin(request)
-        if allowed is not None:
-            request.setHeader(b"access-control-allow-origin", allowed)
-            request.setHeader(b"access-control-expose-headers", _EXPOSED_HEADERS)
-        if allowed != b"*":
-            request.setHeader(b"vary", b"Origin")
-        if request.method == b"OPTIONS":
-            for name, value in _PREFLIGHT_HEADERS.items():
-                request.setHeader(name, value)
-            asked = request.getHeader(b"access-control-request-headers")
-            request.setHeader(b"access-control-allow-headers", asked or b"Range, Content-Type")
-            request.setResponseCode(204)
-            return b""
-        if request.method not in (b"GET", b"HEAD"):
-            request.setHeader(b"allow", b"GET, HEAD, OPTIONS")
-            render_error(request, 405, "method not allowed")
-            return NOT_DONE_YET
-        return self.render_GET(request)
-
-    def render_GET(self, request: Request) -> bytes | int:
-        raise NotImplementedError
-
-
-def _run(request: Request, work: Callable[[], Coroutine[Any, Any, None]]) -> int:
-    """Run `work` for `request`; a client that leaves cancels it (and its upstream)."""
-    d = Deferred.fromCoroutine(work())
-    request.notifyFinish().addErrback(lambda _: d.cancel())
-
-    def failed(failure: Failure) -> None:
-        if failure.check(CancelledError):
-            return
-        if failure.check(ProxyError):
-            error = failure.value
-            assert isinstance(error, ProxyError)
-            render_error(request, error.status, error.message)
-            return
-        # A bug: answer 500, log it with the stream id (never the path: it holds tokens).
-        log.failure(
-            "unexpected error answering {endpoint} for stream {stream_id}",
-            failure,
-            endpoint=endpoint_of(request.path),
-            stream_id=getattr(request, "stream_id", "-"),
-        )
-        render_error(request, 500, "internal error (logged)")
-
-    d.addErrback(failed)
-    return NOT_DONE_YET
-
-
-class _Proxied(_Endpoint):
-    """An endpoint that answers with upstream bytes: never as the proxy's own page."""
-
-    def __init__(self, dispatcher: Dispatcher, instance_id: str) -> None:
-        super().__init__()
-        self._dispatcher = dispatcher
-        self._via_token = f"hlsproxy-{instance_id}"
-
-    def render_GET(self, request: Request) -> int:
-        for name, value in PROXIED_HEADERS:
-            request.setHeader(name, value)
-
-        async def work() -> None:
-            if request.getHeader(b"service-worker") is not None:
-                raise forbidden("proxied content cannot be registered as a service worker")
-            via = request.getHeader(b"via")
-            if via is not None and self._via_token in as_bytes(via).decode("latin-1"):
-                raise ProxyError(508, "loop detected: this request came through this proxy")
-            target = self.target(request)
-            if isinstance(request, ObservedRequest):
-                request.stream_id = target.stream.stream_id  # for the access log
-            await self._dispatcher.serve(request, target)
-
-        return _run(request, work)
-
-    def target(self, request: Request) -> Target:
-        raise NotImplementedError
-
-
-class _Entry(_Proxied):
+class _Entry(Proxied):
     """`/playlist.m3u8?url=` (a playlist is required) and `/stream?url=` (anything)."""
 
     def __init__(
@@ -166,13 +46,13 @@ class _Entry(_Proxied):
 
     def target(self, request: Request) -> Target:
         require_api_key(request, self._api_key)
-        entry = parse_entry_query(_query(request))
+        entry = parse_entry_query(query_of(request))
         spec = entry_stream(entry, self._bypass_by_default)
         kind = UriKind.PLAYLIST if self._require_playlist else UriKind.MEDIA
         return Target(spec, entry.url, kind, strict=self._require_playlist)
 
 
-class _Child(_Proxied):
+class _Child(Proxied):
     """`/p/...`: a signed child URL minted by a rewrite."""
 
     def __init__(self, dispatcher: Dispatcher, instance_id: str, signer: Signer) -> None:
@@ -188,7 +68,7 @@ class _Child(_Proxied):
         return Target(child.stream, child.url, child.kind, child=child)
 
 
-class _Health(_Endpoint):
+class _Health(Endpoint):
     def __init__(self, clock: IReactorTime, registry: StreamRegistry) -> None:
         super().__init__()
         self._clock = clock
@@ -211,7 +91,7 @@ class _Health(_Endpoint):
         return json.dumps(status).encode("ascii")
 
 
-class _NotFound(_Endpoint):
+class _NotFound(Endpoint):
     def render_GET(self, request: Request) -> int:
         render_error(request, 404, "not found")
         return NOT_DONE_YET
@@ -227,7 +107,7 @@ class _Root(Resource):
         return self._children_by_name.get(path, self._not_found)
 
 
-class _Metrics(_Endpoint):
+class _Metrics(Endpoint):
     def __init__(self, metrics: Metrics) -> None:
         super().__init__()
         self._metrics = metrics
@@ -263,13 +143,11 @@ def build_root(
         b"health": _Health(clock, registry),
         b"metrics": _Metrics(metrics or Metrics()),
     }
-    from .lists import list_routes  # lists.py builds on the endpoints defined here
-
     children.update(
         list_routes(config, dispatcher, signer, registry, clock, forwarding, instance_id)
     )
     cors = CorsPolicy(config.cors_origins)
     for child in children.values():
-        if isinstance(child, _Endpoint):
+        if isinstance(child, Endpoint):
             child.cors = cors
     return _Root(children)

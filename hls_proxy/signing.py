@@ -75,7 +75,7 @@ _DEFAULT_EXTENSION = {
 _MEDIA_EXTENSIONS = frozenset(
     "ts m2ts mts m4s mp4 m4a m4v mov cmfv cmfa cmft aac ac3 ec3 eac3 mp3 mp2 flac ogg oga "
     "ogv opus webm mkv vtt webvtt srt ttml dfxp xml json key bin m3u8 m3u mpd jpg jpeg png "
-    "gif webp".split()
+    "gif webp gz".split()
 )
 _PLAYLIST_EXTENSIONS = frozenset({"m3u8", "m3u"})
 # Preset deflate dictionary for X: what a stream's JSON usually repeats (header names in

@@ -159,6 +159,7 @@ async def soak(seconds: float, viewers_per_second: int, flood_per_second: int) -
         name: [0, 0] for name in ("plain", "cookie-locked key", "stale keep-alive origin")
     }
     tally = Tally()
+    why: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     leaks = 0
     samples: list[tuple[float, float, int]] = []
 
@@ -186,9 +187,16 @@ async def soak(seconds: float, viewers_per_second: int, flood_per_second: int) -
     async def viewer(kind: str, playlist_url: str, marker: str, expected: bytes) -> None:
         try:
             status, playlist = await fetch(entry(playlist_url))
-            body = (await fetch(base + child(playlist, marker)))[1] if status == 200 else b""
+            if status != 200:
+                why[kind][f"playlist {status}: {playlist[:60]!r}"] += 1
+                viewers[kind][1] += 1
+                return
+            status, body = await fetch(base + child(playlist, marker))
+            if body != expected:
+                why[kind][f"child {status}: {body[:60]!r}"] += 1
             viewers[kind][0 if body == expected else 1] += 1
-        except Exception:
+        except Exception as error:
+            why[kind][type(error).__name__] += 1
             viewers[kind][1] += 1
 
     async def adversary(name: str, url: str) -> None:
@@ -257,6 +265,8 @@ async def soak(seconds: float, viewers_per_second: int, flood_per_second: int) -
     polled = json.loads(poller.communicate(timeout=30)[0] or '{"latencies": [], "failed": -1}')
     proxy.send_signal(signal.SIGTERM)
     proxy.wait(20)
+    for kind, reasons in why.items():
+        print(f"{kind} viewers failed: {dict(reasons)}")
     return report(samples, viewers, tally, leaks, counting.connections, polled, health_code)
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "as_bytes",
     "finish_if_connected",
     "header_text",
+    "render_error",
     "settle",
     "write_headers",
 ]
@@ -57,6 +58,27 @@ def finish_if_connected(request: Request) -> None:
         return
     if request.producer is not None:
         request.unregisterProducer()
+    request.finish()
+
+
+def render_error(request: Request, status: int, message: str) -> None:
+    """Answer with a one-line message, or abort if the body had already begun (a short
+    body must never look complete); nothing if the client has gone."""
+    if getattr(request, "channel", None) is None or request.finished:
+        return  # the client has gone (Twisted drops the attribute on some paths)
+    if request.startedWriting:
+        abort_client(request)
+        return
+    if request.producer is not None:
+        request.unregisterProducer()
+    body = message.encode("utf-8", "replace") + b"\n"
+    request.setResponseCode(status)
+    request.responseHeaders.removeHeader(b"content-length")
+    request.responseHeaders.removeHeader(b"content-range")
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    request.setHeader(b"cache-control", b"no-store")
+    request.setHeader(b"content-length", b"%d" % len(body))
+    request.write(body)
     request.finish()
 
 

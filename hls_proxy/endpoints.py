@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from ._http import abort_client, as_bytes
+from ._http import as_bytes, render_error
 from .errors import ProxyError, forbidden
 from .exposure import PROXIED_HEADERS, CorsPolicy
 from .metrics import endpoint_of
@@ -38,24 +38,6 @@ _PREFLIGHT_HEADERS = {
 def query_of(request: Request) -> str:
     uri = request.uri.decode("latin-1")
     return uri.partition("?")[2]
-
-
-def render_error(request: Request, status: int, message: str) -> None:
-    """Answer with a one-line message, or abort if the body had already begun."""
-    if request.channel is None or request.finished:
-        return
-    if request.startedWriting:
-        abort_client(request)
-        return
-    body = message.encode("utf-8", "replace") + b"\n"
-    request.setResponseCode(status)
-    request.responseHeaders.removeHeader(b"content-length")
-    request.responseHeaders.removeHeader(b"content-range")
-    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-    request.setHeader(b"cache-control", b"no-store")
-    request.setHeader(b"content-length", b"%d" % len(body))
-    request.write(body)
-    request.finish()
 
 
 class Endpoint(Resource):

@@ -14,7 +14,7 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 
-from ._http import abort_client, finish_if_connected, settle
+from ._http import finish_if_connected, render_error, settle
 from .bodies import DONE, SilenceTimer, ended_cleanly, upstream_of
 from .errors import ProxyError, bad_gateway, gateway_timeout
 
@@ -57,15 +57,13 @@ class Relay(Protocol):
             finish_if_connected(self._request)
             self._settle(None)
         else:
-            abort_client(self._request)
-            self._settle(bad_gateway("upstream failed mid-body"))
+            self._fail(bad_gateway("upstream failed mid-body"))
 
     def _upstream_silent(self) -> None:
         if self._end():
             return
         upstream_of(self).stopProducing()
-        abort_client(self._request)
-        self._settle(gateway_timeout("upstream body stalled"))
+        self._fail(gateway_timeout("upstream body stalled"))
 
     def _stop_upstream(self) -> None:
         if not self._end():
@@ -77,6 +75,11 @@ class Relay(Protocol):
         if self._timer is not None:
             self._timer.cancel()
         return was_ended
+
+    def _fail(self, error: ProxyError) -> None:
+        """An error answer if no byte was sent yet; else the client connection is aborted."""
+        render_error(self._request, error.status, error.message)
+        self._settle(error)
 
     def _settle(self, error: ProxyError | None) -> None:
         settle(self.done, error)

@@ -12,7 +12,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from ._http import abort_client, finish_if_connected, settle
+from ._http import abort_client, finish_if_connected, render_error, settle
 from .errors import ProxyError
 
 __all__ = ["Body", "Viewer"]
@@ -137,10 +137,14 @@ class Viewer:
         self._settle(None)
 
     def abort(self, error: ProxyError | None) -> None:
-        """End this viewer by aborting its connection (never a clean-looking short body)."""
+        """End this viewer: an error answer if nothing was sent yet, else an aborted
+        connection (never a clean-looking short body)."""
         if self._end():
             return
-        abort_client(self._request)
+        if error is None:
+            abort_client(self._request)
+        else:
+            render_error(self._request, error.status, error.message)
         self.body.detach(self)
         self._settle(error)
 

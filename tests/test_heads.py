@@ -78,3 +78,46 @@ class CachingHeadersTests(SynchronousTestCase):
         self.assertEqual(len(proxy.reactor.tcpClients), 1, "no upstream request for the HEAD")
         self.assertEqual(head_of(headed), head_of(gotten))
         self.assertEqual(body_of(headed), b"")
+
+
+class NoBytesYetTests(SynchronousTestCase):
+    """An upstream that fails before any byte reached the client gets an answer, not a reset."""
+
+    def test_a_fetch_failing_before_its_first_byte_is_a_502_with_a_message(self) -> None:
+        from twisted.python.failure import Failure
+        from twisted.web.client import ResponseFailed
+
+        proxy = MemoryProxy(self)
+        client, _ = proxy.get(child(SEG))
+        _, upstream = proxy.answer(0, media_head(100))
+        upstream.connectionLost(Failure(ResponseFailed([Failure(Exception("reset"))])))
+        self.assertEqual(head_of(client)[0], b"HTTP/1.1 502 Bad Gateway")
+        self.assertFalse(client.disconnected, "answered, not reset")
+        self.assertIn(b"upstream", body_of(client))
+        self.assertFalse(client.disconnected, "answered, not reset")
+
+    def test_a_relay_failing_before_its_first_byte_is_a_502_with_a_message(self) -> None:
+        from twisted.python.failure import Failure
+        from twisted.web.client import ResponseFailed
+
+        proxy = MemoryProxy(self)
+        client, _ = proxy.get(child(SEG), "Range: bytes=10-19\r\n")
+        _, upstream = proxy.answer(
+            0,
+            b"HTTP/1.1 206 Partial Content\r\nContent-Type: video/mp2t\r\n"
+            b"Content-Range: bytes 10-19/100\r\nContent-Length: 10\r\n\r\n",
+        )
+        upstream.connectionLost(Failure(ResponseFailed([Failure(Exception("reset"))])))
+        self.assertEqual(head_of(client)[0], b"HTTP/1.1 502 Bad Gateway")
+        self.assertFalse(client.disconnected, "answered, not reset")
+
+    def test_after_bytes_were_sent_a_failure_still_aborts(self) -> None:
+        from twisted.python.failure import Failure
+        from twisted.web.client import ResponseFailed
+
+        proxy = MemoryProxy(self)
+        client, _ = proxy.get(child(SEG))
+        _, upstream = proxy.answer(0, media_head(100) + b"x" * 10)
+        upstream.connectionLost(Failure(ResponseFailed([Failure(Exception("reset"))])))
+        self.assertEqual(head_of(client)[0], b"HTTP/1.1 200 OK")
+        self.assertTrue(client.disconnected, "aborted: a short body never looks complete")

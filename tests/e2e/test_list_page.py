@@ -23,7 +23,9 @@ const { chromium } = require("playwright-core");
     args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
   });
   try {
-    const page = await browser.newPage({ viewport: { width: 412, height: 915 } });
+    // waitForFunction polls with eval, which the page's CSP (no 'unsafe-eval') forbids to
+    // page scripts; the driver is not a page script. The page itself runs under its CSP.
+    const page = await browser.newPage({ viewport: { width: 412, height: 915 }, bypassCSP: true });
     const pageErrors = [];
     page.on("pageerror", (error) => pageErrors.push(String(error)));
     await page.goto(pageUrl);

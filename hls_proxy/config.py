@@ -75,3 +75,5 @@ class Config:
     # Bounds across streams (pools.py): idle upstream sockets, live streams.
     max_idle_upstream: int = 256
     max_streams: int = 1000
+    # Self-healing live streams (heal.py): re-resolve the entry URL when tokens expire.
+    heal: bool = True

@@ -27,6 +27,7 @@ from .errors import bad_gateway
 from .fanout import Diverted
 from .media import PLAYLIST_TYPE, cache_directives, max_age_s
 from .playlist import PlaylistInfo, UriKind, looks_like_playlist, playlist_info, rewrite_playlist
+from .renditions import playlist_shape, rendition_ids, sequence_numbers
 from .signing import Signer
 from .streams import Stream, jar_cookies
 from .target import Target
@@ -35,6 +36,7 @@ __all__ = [
     "LL_HLS_PARAMS",
     "PlaylistEntry",
     "Playlists",
+    "child_upstream_url",
     "etag_for",
     "etag_matches",
     "playlist_ttl_s",
@@ -107,6 +109,16 @@ def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
     return False
 
 
+def child_upstream_url(tokens_from: str | None, url: str) -> str:
+    """What the proxy fetches for a playlist's URI `url` (absolute): the playlist's tokens
+    carried (`tokens_from`, when they should be), what a request line cannot hold escaped."""
+    if tokens_from is not None:
+        url = carry_tokens(tokens_from, url)
+    if _UNSAFE_IN_URL.search(url):
+        url = quote(url, safe="%:/?#[]@!$&'()*+,;=~")
+    return url
+
+
 Fetched = PlaylistEntry | Diverted
 
 
@@ -174,10 +186,7 @@ class Playlists:
         body = await self._collect(answer)
         final_url = answer.response.request.absoluteURI.decode("ascii")  # after redirects
         rewritten, info = await self._run_cpu(
-            lambda: (
-                self._rewrite(stream, target, body, final_url),
-                playlist_info(body, final_url),
-            )
+            lambda: self._rewrite(stream, target, body, final_url)
         )
         upstream_control = header_text(answer.response.headers, b"cache-control")
         ttl_s = playlist_ttl_s(info, upstream_control, self._config.playlist_cache_ttl_s)
@@ -188,6 +197,15 @@ class Playlists:
             for segment_url in info.segment_urls[-self._config.prefetch :]:
                 self._prefetch(stream, segment_url)
         return entry
+
+    async def fetch(self, stream: Stream, url: str) -> tuple[str, bytes]:
+        """One upstream playlist as it is (heal.py): its final URL and decoded body."""
+        gzip = {b"accept-encoding": b"gzip"}
+        answer = await open_upstream(
+            stream, url, b"GET", gzip, self._clock, self._config.body_idle_timeout_s
+        )
+        body = await self._collect(answer)
+        return answer.response.request.absoluteURI.decode("ascii"), body
 
     async def _collect(self, answer: Answer) -> bytes:
         """The whole playlist body, decoded, within the size cap."""
@@ -201,12 +219,27 @@ class Playlists:
             raise bad_gateway("upstream did not return an HLS playlist (#EXTM3U missing)")
         return body
 
-    def _rewrite(self, stream: Stream, target: Target, body: bytes, final_url: str) -> bytes:
-        """The rewritten playlist; a 502 rather than an answer beyond the output bounds.
+    def _rewrite(
+        self, stream: Stream, target: Target, body: bytes, final_url: str
+    ) -> tuple[bytes, PlaylistInfo]:
+        """The rewritten playlist and its facts; a 502 rather than an answer beyond the
+        output bounds.
 
         Runs off the reactor thread (`run_cpu`): it must only read its arguments.
         """
-        mint = self._signer.minter(stream.spec, final_url, target.child).ref
+        # Self-healing streams (heal.py): an entry master's variants carry the entry URL
+        # and their rendition, a healable live playlist's segments their sequence number.
+        # Decided by a byte search first: parsing comes after the bounds for the others.
+        heal = self._config.heal and stream.spec.option("heal", "1") != "0"
+        entry_url = target.url if heal and target.child is None else None
+        lineage = target.child is not None and target.child.lineage is not None
+        is_master, is_live = playlist_shape(body) if heal else (False, False)
+        renditions = rendition_ids(body, final_url) if entry_url and is_master else {}
+        numbered = is_live and (entry_url is not None or lineage)
+        numbered = numbered and body.count(b"\n") <= 2 * self._config.max_playlist_uris + 64
+        info = playlist_info(body, final_url) if numbered else None
+        sequences = sequence_numbers(body, info) if info is not None else {}
+        mint = self._signer.minter(stream.spec, final_url, target.child, entry_url).ref
         url = target.url
         tokens_from = url if carries_tokens(stream.spec, url) else None
         max_uris = self._config.max_playlist_uris
@@ -214,13 +247,10 @@ class Playlists:
         minted = 0
         output = 0
 
-        def proxy_url(upstream_url: str, kind: UriKind) -> str:
+        def proxy_url(resolved: str, kind: UriKind) -> str:
             nonlocal minted, output
-            if tokens_from is not None:
-                upstream_url = carry_tokens(tokens_from, upstream_url)
-            if _UNSAFE_IN_URL.search(upstream_url):
-                upstream_url = quote(upstream_url, safe="%:/?#[]@!$&'()*+,;=~")
-            path = mint(upstream_url, kind)
+            upstream_url = child_upstream_url(tokens_from, resolved)
+            path = mint(upstream_url, kind, renditions.get(resolved), sequences.get(resolved))
             minted += 1
             output += len(path)
             if len(path) > _MAX_CHILD_PATH_CHARS:
@@ -234,7 +264,8 @@ class Playlists:
                 raise bad_gateway(f"rewritten playlist larger than {max_output} bytes")
             return path
 
-        return rewrite_playlist(body, final_url, proxy_url)
+        rewritten = rewrite_playlist(body, final_url, proxy_url)
+        return rewritten, info or playlist_info(body, final_url)
 
 
 def _write(request: Request, entry: PlaylistEntry) -> None:

@@ -76,6 +76,12 @@ def _log_format(value: str) -> str:
     return value
 
 
+def _on_off(value: str) -> str:
+    if value not in ("on", "off"):
+        raise ValueError("must be on or off")
+    return value
+
+
 def _bypass_mode(value: str) -> str:
     if value not in ("auto", "off"):
         raise ValueError("must be auto or off")
@@ -147,6 +153,10 @@ class Options(usage.Options):
          "limit).", _positive_int],
         ["max-streams", None, 1000, "Live streams (one per entry URL + h_* set); when full the "
          "least recently used idle one is dropped, else 503.", _positive_int],
+        # Self-healing live streams (heal.py).
+        ["heal", None, "on", "on: when a live stream's upstream refuses a playlist or segment "
+         "(401/403/404/410: an expired token), re-resolve its entry URL and continue with the "
+         "same rendition (per stream: heal=0); off: pass the refusal on.", _on_off],
     ]  # fmt: skip
 
     def __init__(self, environ: dict[str, str] | None = None) -> None:
@@ -264,6 +274,7 @@ class Options(usage.Options):
             max_streams=self["max-streams"],
             insecure_upstream=bool(self["insecure-upstream"]),
             cors_origins=tuple(self["cors-origin"]) or ("*",),
+            heal=self["heal"] == "on",
         )
 
 

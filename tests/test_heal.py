@@ -249,3 +249,24 @@ class HealerTests(SynchronousTestCase):
         self.healer = Healer(self.clock, self.origin.fetch, enabled=False)
         self.failureResultOf(self.recover(self.playlist_target), ProxyError)
         self.assertEqual(self.origin.asked, [])
+
+
+class SwitchTests(SynchronousTestCase):
+    def test_heal_0_per_stream_and_heal_off_for_the_proxy(self) -> None:
+        from hls_proxy.bypass import entry_stream
+        from hls_proxy.errors import ProxyError as Refused
+        from hls_proxy.tap import Options
+        from hls_proxy.urls import parse_entry_query
+
+        entry = parse_entry_query("url=https://a.example/x.m3u8&heal=0")
+        self.assertEqual(entry.url, "https://a.example/x.m3u8")  # not given to the upstream
+        self.assertEqual(entry_stream(entry, True).option("heal"), "0")
+        on = entry_stream(parse_entry_query("url=https://a.example/x.m3u8"), True)
+        self.assertEqual(on.option("heal", "1"), "1")
+        self.assertRaises(Refused, parse_entry_query, "url=https://a.example/x.m3u8&heal=2")
+        options = Options(environ={})
+        options.parseOptions(["--heal", "off"])
+        self.assertFalse(options.config().heal)
+        options = Options(environ={})
+        options.parseOptions([])
+        self.assertTrue(options.config().heal)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import collections
 import gzip
 import os
 import secrets
@@ -23,6 +24,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
@@ -36,6 +38,7 @@ LOCKED = (
     b'#EXT-X-KEY:METHOD=AES-128,URI="key.bin"\n#EXTINF:4,\nseg.ts\n#EXT-X-ENDLIST\n'
 )
 COOKIES_PER_RELOAD = 3000
+KEEP_ALIVE_S = 0.05
 # A few KB gzip'd: millions of one-char URIs (the byte cap refuses it), and a body just
 # under the 1 MB --max-playlist-bytes the soak runs with (the URI cap refuses it).
 AMPLIFIERS = {
@@ -158,9 +161,44 @@ class StaleResource(Resource):
         return SMALL_SEGMENT
 
 
-def stale_origin() -> Site:
-    """Keep-alive of ~50 ms: the Site closes a connection idle that long."""
-    return Site(StaleResource(), timeout=0.05)
+class _KeepAlive50ms(HTTPChannel):
+    """Closes a connection idle 50 ms after an answer, like nginx's keepalive_timeout.
+
+    A new connection gets 10 s for its first request (nginx: client_header_timeout):
+    on a loaded machine a fresh connection may see its request late, and closing it
+    then is not the stale keep-alive race this origin is for.
+    """
+
+    counts: collections.Counter[str]
+
+    def connectionMade(self) -> None:
+        self.counts["connections"] += 1
+        self.timeOut = 10
+        super().connectionMade()
+
+    def requestDone(self, request: Request) -> None:
+        self.counts["requests"] += 1
+        super().requestDone(request)
+        self.setTimeout(KEEP_ALIVE_S)  # cancelled by connectionLost if it closes now
+
+    def timeoutConnection(self) -> None:
+        self.counts["closed idle"] += 1
+        super().timeoutConnection()
+
+
+def stale_origin() -> tuple[Site, collections.Counter[str]]:
+    """A Site whose connections are closed after ~50 ms idle between requests, and its
+    counts of connections, requests answered and connections closed idle."""
+    counts: collections.Counter[str] = collections.Counter()
+
+    def channel() -> _GenericHTTPChannelProtocol:
+        made = _KeepAlive50ms()
+        made.counts = counts
+        return _GenericHTTPChannelProtocol(made)
+
+    site = Site(StaleResource())
+    site.protocol = channel  # type: ignore[assignment]
+    return site, counts
 
 
 class _Counted(Protocol):

@@ -104,6 +104,8 @@ def entry_stream(entry: EntryRequest, bypass_by_default: bool) -> StreamSpec:
             options["derived"] = ",".join(droppable)
     if "inherit_query" in entry.switches:
         options["inherit_query"] = entry.switches["inherit_query"]
+    if entry.switches.get("heal") == "0":  # heal.py; on unless turned off
+        options["heal"] = "0"
     return stream_spec(entry.url, headers, options)
 
 

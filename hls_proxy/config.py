@@ -89,3 +89,5 @@ class Config:
     # leaves; the ring of recent packets a late joiner starts from.
     live_linger_s: float = 5.0
     live_ring_bytes: int = 4 * 1024 * 1024
+    # Self-healing live streams (heal.py): re-resolve the entry URL when tokens expire.
+    heal: bool = True

@@ -33,6 +33,7 @@ from .playlist import (
     playlist_info,
     rewrite_playlist,
 )
+from .renditions import playlist_shape, rendition_ids, sequence_numbers
 from .signing import ChildTarget, Signer
 from .streams import Stream, jar_cookies
 from .target import Target
@@ -42,6 +43,7 @@ __all__ = [
     "LL_HLS_PARAMS",
     "PlaylistEntry",
     "Playlists",
+    "child_upstream_url",
     "etag_for",
     "etag_matches",
     "playlist_ttl_s",
@@ -130,7 +132,27 @@ def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
     return False
 
 
+def child_upstream_url(tokens_from: str | None, url: str) -> str:
+    """What the proxy fetches for a playlist's URI `url` (absolute): the playlist's tokens
+    carried (`tokens_from`, when they should be), what a request line cannot hold escaped."""
+    if tokens_from is not None:
+        url = carry_tokens(tokens_from, url)
+    if _UNSAFE_IN_URL.search(url):
+        url = quote(url, safe="%:/?#[]@!$&'()*+,;=~")
+    return url
+
+
 Fetched = PlaylistEntry | Diverted
+
+
+@attrs.frozen
+class HealPlan:
+    """What a rewrite's children carry for self-healing (heal.py); empty when off."""
+
+    entry_url: str | None
+    renditions: Mapping[str, str]
+    sequences: Mapping[str, int]
+    info: PlaylistInfo | None
 
 
 def _key(stream: Stream, target: Target) -> Hashable:
@@ -201,10 +223,14 @@ class Playlists:
         final_url = answer.response.request.absoluteURI.decode("ascii")  # after redirects
         resolved = resolve_variables(body, final_url, imported, self._config.max_playlist_bytes)
         body = resolved.body
-        proxy_url = self.child_urls(stream, url, resolved.carried, final_url, target.child)
 
         def rewrite() -> tuple[bytes, PlaylistInfo]:
-            return rewrite_playlist(body, final_url, proxy_url), playlist_info(body, final_url)
+            plan = self._heal_plan(stream, target, url, body, final_url)
+            proxy_url = self.child_urls(
+                stream, url, resolved.carried, final_url, target.child, plan
+            )
+            rewritten = rewrite_playlist(body, final_url, proxy_url)
+            return rewritten, plan.info or playlist_info(body, final_url)
 
         rewritten, info = await self._run_cpu(rewrite)
         upstream_control = header_text(answer.response.headers, b"cache-control")
@@ -216,6 +242,16 @@ class Playlists:
             for segment_url in info.segment_urls[-self._config.prefetch :]:
                 self._prefetch(stream, segment_url)
         return entry
+
+    async def fetch(self, stream: Stream, url: str) -> tuple[str, bytes]:
+        """One upstream playlist as it is (heal.py): its final URL and decoded body."""
+        url, _ = split_carried(url)  # carried definitions never go upstream
+        gzip = {b"accept-encoding": b"gzip"}
+        answer = await open_upstream(
+            stream, url, b"GET", gzip, self._clock, self._config.body_idle_timeout_s
+        )
+        body = await self._collect(answer)
+        return answer.response.request.absoluteURI.decode("ascii"), body
 
     async def _collect(self, answer: Answer) -> bytes:
         """The whole playlist body, decoded, within the size cap."""
@@ -229,6 +265,23 @@ class Playlists:
             raise bad_gateway("upstream did not return an HLS playlist (#EXTM3U missing)")
         return body
 
+    def _heal_plan(
+        self, stream: Stream, target: Target, url: str, body: bytes, final_url: str
+    ) -> HealPlan:
+        """What children must carry for self-healing (heal.py): an entry master's variants
+        their entry URL and rendition, a healable live playlist's segments their sequence
+        number. Decided by a byte search first: parsing comes after the bounds for others."""
+        heal = self._config.heal and stream.spec.option("heal", "1") != "0"
+        entry_url = url if heal and target.child is None else None
+        lineage = target.child is not None and target.child.lineage is not None
+        is_master, is_live = playlist_shape(body) if heal else (False, False)
+        renditions = rendition_ids(body, final_url) if entry_url and is_master else {}
+        numbered = is_live and (entry_url is not None or lineage)
+        numbered = numbered and body.count(b"\n") <= 2 * self._config.max_playlist_uris + 64
+        info = playlist_info(body, final_url) if numbered else None
+        sequences = sequence_numbers(body, info) if info is not None else {}
+        return HealPlan(entry_url, renditions, sequences, info)
+
     def child_urls(
         self,
         stream: Stream,
@@ -236,30 +289,31 @@ class Playlists:
         carried: Mapping[str, str] | None = None,
         final_url: str | None = None,
         parent: ChildTarget | None = None,
+        plan: HealPlan | None = None,
     ) -> ProxyUrl:
         """How the children of the document at `url` (fetched from `final_url`) are proxied:
         sealed child references, relative to `parent`'s proxy URL when there is one, with
-        the stream's tokens and, for child playlists, the `carried` definitions.
+        the stream's tokens, for child playlists the `carried` definitions, and what
+        self-healing needs (`plan`).
 
         Bounded: a 502 rather than an answer beyond the output bounds. May run off the
         reactor thread (`run_cpu`): it only reads its arguments.
         """
-        mint = self._signer.minter(stream.spec, final_url or url, parent).ref
+        plan = plan or HealPlan(None, {}, {}, None)
+        mint = self._signer.minter(stream.spec, final_url or url, parent, plan.entry_url).ref
+        renditions, sequences = plan.renditions, plan.sequences
         tokens_from = url if carries_tokens(stream.spec, url) else None
         max_uris = self._config.max_playlist_uris
         max_output = self._config.max_rewritten_bytes
         minted = 0
         output = 0
 
-        def proxy_url(upstream_url: str, kind: UriKind) -> str:
+        def proxy_url(resolved: str, kind: UriKind) -> str:
             nonlocal minted, output
-            if tokens_from is not None:
-                upstream_url = carry_tokens(tokens_from, upstream_url)
+            upstream_url = child_upstream_url(tokens_from, resolved)
             if carried and kind is UriKind.PLAYLIST:
                 upstream_url = carry_definitions(upstream_url, carried)
-            if _UNSAFE_IN_URL.search(upstream_url):
-                upstream_url = quote(upstream_url, safe="%:/?#[]@!$&'()*+,;=~")
-            path = mint(upstream_url, kind)
+            path = mint(upstream_url, kind, renditions.get(resolved), sequences.get(resolved))
             minted += 1
             output += len(path)
             if len(path) > _MAX_CHILD_PATH_CHARS:

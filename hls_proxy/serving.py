@@ -25,7 +25,9 @@ from .cache import ByteLru
 from .channels import LiveChannels, is_live_head
 from .config import Config
 from .cpu import runner_for
+from .errors import ProxyError
 from .fanout import CachedBody, Diverted, FanOut, Opened
+from .heal import Healer
 from .manifest_answers import JSON_KINDS, ManifestAnswers
 from .media import ResponseHead, media_head, write_head
 from .playlist import UriKind
@@ -69,29 +71,44 @@ class Dispatcher:
             config, clock, signer, prefetch=self._prefetch, run_cpu=runner_for(clock)
         )
         self.manifests = ManifestAnswers(config, clock, self.playlists.child_urls)
+        self.healer = Healer(clock, self.playlists.fetch, enabled=config.heal)
 
     async def serve(self, request: Request, target: Target) -> None:
-        """Answer `request` for `target`: a rewritten playlist or media."""
+        """Answer `request` for `target`: a rewritten playlist or media.
+
+        A refused child of a live stream is retried once with the fresh URL the healer
+        finds (heal.py); the player sees the refusal only when there is none.
+        """
         with self._registry.using(target.stream) as stream:
-            if target.wants_playlist:
-                await self._serve_playlist(request, stream, target)
-            elif target.kind in JSON_KINDS:  # asset list, steering manifest: rewritten JSON
-                await self.manifests.serve(request, stream, target)
-            elif self.playlists.cached(stream, target):  # a /stream URL already known as a playlist
-                await self.playlists.serve(request, stream, target)
-            elif request.method == b"HEAD":
-                await self._serve_head(request, stream, target)
-            elif await self.channels.join(request, _media_key(stream, target)):
-                return  # a live channel already runs for this URL (plain or bytes=0-)
-            elif request.getHeader(b"range") is not None:
-                await self._serve_range(request, stream, target)
-            else:
-                diverted = await self.fanout.serve(
-                    request, _media_key(stream, target), lambda: self._open_shared(stream, target)
-                )
-                if diverted is None or await self._joined_live(request, stream, target, diverted):
-                    return
-                await self._serve_opened(request, stream, target, diverted.answer)
+            target = self.healer.current(target)
+            try:
+                await self._serve(request, stream, target)
+            except ProxyError as error:
+                if request.startedWriting:
+                    raise
+                retry = await self.healer.recover(stream, target, error)
+                await self._serve(request, stream, retry)
+
+    async def _serve(self, request: Request, stream: Stream, target: Target) -> None:
+        if target.wants_playlist:
+            await self._serve_playlist(request, stream, target)
+        elif target.kind in JSON_KINDS:  # asset list, steering manifest: rewritten JSON
+            await self.manifests.serve(request, stream, target)
+        elif self.playlists.cached(stream, target):  # a /stream URL already known as a playlist
+            await self.playlists.serve(request, stream, target)
+        elif request.method == b"HEAD":
+            await self._serve_head(request, stream, target)
+        elif await self.channels.join(request, _media_key(stream, target)):
+            return  # a live channel already runs for this URL (plain or bytes=0-)
+        elif request.getHeader(b"range") is not None:
+            await self._serve_range(request, stream, target)
+        else:
+            diverted = await self.fanout.serve(
+                request, _media_key(stream, target), lambda: self._open_shared(stream, target)
+            )
+            if diverted is None or await self._joined_live(request, stream, target, diverted):
+                return
+            await self._serve_opened(request, stream, target, diverted.answer)
 
     async def _serve_playlist(self, request: Request, stream: Stream, target: Target) -> None:
         target = attrs.evolve(target, url=with_ll_hls(target.url, request.args or {}))

@@ -22,6 +22,11 @@ upstream extension because ffmpeg's HLS demuxer and ExoPlayer choose by it; it i
 sealed but recomputed from the unsealed URL and compared, so any changed character in the
 path gives BadSignature (403) before anything is fetched.
 
+Self-healing streams (heal.py) need two more facts, both optional so URLs minted without
+them still verify: X may seal a `Lineage` (the stream's entry URL and which rendition of
+it the playlist is; per playlist, so written once in X, never per segment), and a media C
+may carry its media sequence number (a varint, one to five bytes before sealing).
+
 Format 1 (signing_v1.py, readable) still verifies for one release.
 """
 
@@ -38,7 +43,7 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 
 from .playlist import UriKind
-from .sealing import DeltaEncoder, Sealer, apply_delta, open_any
+from .sealing import DeltaEncoder, Sealer, _read_varint, _varint, apply_delta, open_any
 from .signing_v1 import (
     LegacyKey,
     b64decode,
@@ -51,6 +56,7 @@ __all__ = [
     "Anchor",
     "BadSignature",
     "ChildTarget",
+    "Lineage",
     "Minter",
     "Signer",
     "StreamSpec",
@@ -62,6 +68,8 @@ _EXPIRY_STEP_S = 300
 _OPENED_MAX = 1024  # X values kept opened: about one per playlist being watched
 _KIND_BY_CHAR = {kind.value: kind for kind in UriKind}
 _KIND_BYTES = {kind: kind.value.encode("ascii") for kind in UriKind}
+# A media C with its media sequence number: this character, the number (varint), the delta.
+_SEQUENCED = b"n"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _SAFE_NAME_FULL = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,79}")
 _DEFAULT_EXTENSION = {
@@ -125,6 +133,18 @@ class Anchor:
 
 
 @attrs.frozen
+class Lineage:
+    """Where a playlist came from: the stream's entry URL, and which rendition of it.
+
+    `rendition` is "" when the entry URL itself is the media playlist; otherwise an id
+    from heal.py (`renditions.rendition_ids`) matched against a fresh master.
+    """
+
+    entry_url: str
+    rendition: str = ""
+
+
+@attrs.frozen
 class ChildTarget:
     """A verified child URL, decoded."""
 
@@ -133,6 +153,8 @@ class ChildTarget:
     kind: UriKind
     expires_s: int | None = None
     anchor: Anchor | None = None  # None for format 1
+    lineage: Lineage | None = None  # sealed in X: the children of a healable playlist
+    sequence: int | None = None  # a segment's media sequence number, sealed in C
 
 
 def child_file_name(url: str, kind: UriKind) -> str:
@@ -181,7 +203,7 @@ class Minter:
     def __init__(
         self,
         child_sealer: Callable[[str], Sealer],
-        standalone: Callable[[str, UriKind], str],
+        standalone: Callable[[str, UriKind, str | None], str],
         anchor: Callable[[], tuple[Anchor, str]],
     ) -> None:
         self._sealer = child_sealer
@@ -191,21 +213,29 @@ class Minter:
         self._delta: Callable[[bytes], bytes] = bytes
         self._prefix = ""
 
-    def ref(self, url: str, kind: UriKind) -> str:
+    def ref(
+        self, url: str, kind: UriKind, rendition: str | None = None, sequence: int | None = None
+    ) -> str:
         """The reference to write in the playlist for absolute upstream `url`.
 
         `/p/2X/name` for a playlist; for media and keys, relative (`C/name`, `../C/name`)
         inside a proxied playlist and path-absolute (`/p/2X/C/name`) inside an entry one.
         Resolved against the playlist's proxy URL it verifies to exactly `url` and `kind`.
+        With a minter made with an `entry_url`, a playlist's `rendition` is sealed in its
+        X (its Lineage); a segment's `sequence` is sealed in its C.
         """
         if kind is UriKind.PLAYLIST:
-            return self._standalone(url, kind)
+            return self._standalone(url, kind, rendition)
         seal = self._seal
         if seal is None:
             anchor, self._prefix = self._anchor()
             seal = self._seal = self._sealer(anchor.sealed).seal
             self._delta = DeltaEncoder(_utf8(anchor.url)).encode
-        return f"{self._prefix}{seal(_KIND_BYTES[kind] + self._delta(_utf8(url)))}/" + (
+        if sequence is not None and kind is UriKind.MEDIA and sequence >= 0:
+            head = _SEQUENCED + _varint(sequence)
+        else:
+            head = _KIND_BYTES[kind]
+        return f"{self._prefix}{seal(head + self._delta(_utf8(url)))}/" + (
             child_file_name(url, kind)
         )
 
@@ -248,17 +278,27 @@ class Signer:
     # Format 2.
 
     def _seal_stream(
-        self, stream: StreamSpec, expires_s: int | None, url: str, kind: UriKind
+        self,
+        stream: StreamSpec,
+        expires_s: int | None,
+        url: str,
+        kind: UriKind,
+        lineage: Lineage | None = None,
     ) -> str:
         steps = 0 if expires_s is None else -(-expires_s // _EXPIRY_STEP_S)
+        fields: list[object] = [
+            [list(pair) for pair in stream.options],
+            [list(pair) for pair in stream.headers],
+            stream.stream_id,
+            steps,
+            kind.value + url,
+        ]
+        if lineage is not None:
+            # An entry URL equal to the sealed one (an entry media playlist) is written "".
+            entry = "" if lineage.entry_url == url else lineage.entry_url
+            fields.append([entry, lineage.rendition])
         document = json.dumps(
-            [
-                [list(pair) for pair in stream.options],
-                [list(pair) for pair in stream.headers],
-                stream.stream_id,
-                steps,
-                kind.value + url,
-            ],
+            fields,
             separators=(",", ":"),
             ensure_ascii=False,
         )
@@ -299,7 +339,7 @@ class Signer:
             document = (inflate.decompress(packed) + inflate.flush()).decode(
                 "utf-8", "surrogatepass"
             )
-            options, headers, stream_id, steps, target = json.loads(document)
+            options, headers, stream_id, steps, target, *more = json.loads(document)
             spec = StreamSpec(
                 str(stream_id),
                 tuple((str(k), str(v)) for k, v in headers),
@@ -307,14 +347,22 @@ class Signer:
             )
             kind = _KIND_BY_CHAR[target[:1]]
             expires_s = int(steps) * _EXPIRY_STEP_S or None
+            url = target[1:]
+            lineage = None
+            if more:  # minted with a Lineage (absent before self-healing streams)
+                entry, rendition = more[0]
+                lineage = Lineage(str(entry) or url, str(rendition))
         except (KeyError, ValueError, TypeError, zlib.error) as error:
             # Only reachable with our own key: a bug, never a forgery.
             raise BadSignature(f"undecodable proxy URL: {error}") from None
-        url = target[1:]
-        return ChildTarget(spec, url, kind, expires_s, Anchor(sealed, url, ""))
+        return ChildTarget(spec, url, kind, expires_s, Anchor(sealed, url, ""), lineage)
 
     def minter(
-        self, stream: StreamSpec, playlist_url: str, parent: ChildTarget | None = None
+        self,
+        stream: StreamSpec,
+        playlist_url: str,
+        parent: ChildTarget | None = None,
+        entry_url: str | None = None,
     ) -> Minter:
         """The minter for the URIs of one playlist of `stream`, fetched from `playlist_url`.
 
@@ -323,19 +371,26 @@ class Signer:
         unused (they hang from the parent's X); otherwise they are path-absolute under an
         X sealing `playlist_url` (best: the final URL, the one the URIs resolve against).
         Every URL minted keeps the parent's expiry; an entry (or a parent without one)
-        starts a new one.
+        starts a new one. With `entry_url` (heal.py), playlist refs given a rendition seal
+        `Lineage(entry_url, rendition)`, and an entry's own X `Lineage(entry_url, "")`.
         """
         if parent is not None and parent.stream != stream:
             raise ValueError("parent belongs to another stream")
         expires_s = self._inherited_expiry(parent)
 
-        def standalone(url: str, kind: UriKind) -> str:
-            return self._path(stream, url, kind, expires_s)
+        def standalone(url: str, kind: UriKind, rendition: str | None) -> str:
+            lineage = None
+            if entry_url is not None and rendition is not None:
+                lineage = Lineage(entry_url, rendition)
+            return self._path(stream, url, kind, expires_s, lineage)
 
         def anchor() -> tuple[Anchor, str]:
             if parent is not None and parent.anchor is not None:
                 return parent.anchor, parent.anchor.relative_prefix
-            sealed = self._seal_stream(stream, expires_s, playlist_url, UriKind.PLAYLIST)
+            lineage = None
+            if entry_url is not None and parent is None:
+                lineage = Lineage(entry_url, "")
+            sealed = self._seal_stream(stream, expires_s, playlist_url, UriKind.PLAYLIST, lineage)
             return Anchor(sealed, playlist_url, ""), f"/p/{sealed}/"
 
         return Minter(lambda sealed: next(self._child_sealers(sealed)), standalone, anchor)
@@ -355,8 +410,16 @@ class Signer:
             return parent.expires_s
         return self._expires()
 
-    def _path(self, stream: StreamSpec, url: str, kind: UriKind, expires_s: int | None) -> str:
-        return f"/p/{self._seal_stream(stream, expires_s, url, kind)}/{child_file_name(url, kind)}"
+    def _path(
+        self,
+        stream: StreamSpec,
+        url: str,
+        kind: UriKind,
+        expires_s: int | None,
+        lineage: Lineage | None = None,
+    ) -> str:
+        sealed = self._seal_stream(stream, expires_s, url, kind, lineage)
+        return f"/p/{sealed}/{child_file_name(url, kind)}"
 
     def verify(self, segments: Sequence[str]) -> ChildTarget:
         """Decode the path segments after `/p/`; raise BadSignature unless intact.
@@ -378,13 +441,21 @@ class Signer:
                 raise BadSignature("bad signature")
             opened = found[1]
             try:
-                kind = _KIND_BY_CHAR[chr(opened[0])]
-                url = apply_delta(_utf8(anchor_target.url), opened[1:])
+                sequence = None
+                at = 1
+                if opened[:1] == _SEQUENCED:
+                    kind = UriKind.MEDIA
+                    sequence, at = _read_varint(opened, 1)
+                else:
+                    kind = _KIND_BY_CHAR[chr(opened[0])]
+                url = apply_delta(_utf8(anchor_target.url), opened[at:])
                 text = url.decode("utf-8", "surrogatepass")
             except (KeyError, IndexError, ValueError) as error:
                 raise BadSignature(f"undecodable proxy URL: {error}") from None
             anchor = Anchor(sealed, anchor_target.url, "../")
-            target = attrs.evolve(anchor_target, url=text, kind=kind, anchor=anchor)
+            target = attrs.evolve(
+                anchor_target, url=text, kind=kind, anchor=anchor, sequence=sequence
+            )
         else:
             raise BadSignature("malformed proxy URL")
         _check_name(name, target.url, target.kind)

@@ -83,6 +83,12 @@ def _log_format(value: str) -> str:
     return value
 
 
+def _on_off(value: str) -> str:
+    if value not in ("on", "off"):
+        raise ValueError("must be on or off")
+    return value
+
+
 def _bypass_mode(value: str) -> str:
     if value not in ("auto", "off"):
         raise ValueError("must be auto or off")
@@ -161,6 +167,10 @@ class Options(usage.Options):
          "last viewer leaves (more than 0, at most 5).", _live_linger],
         ["live-ring", None, 4 * 1024 * 1024, "Recent bytes a live TS channel keeps for late "
          "joiners; a viewer that falls further behind is detached (e.g. 4MB).", _byte_size],
+        # Self-healing live streams (heal.py).
+        ["heal", None, "on", "on: when a live stream's upstream refuses a playlist or segment "
+         "(401/403/404/410: an expired token), re-resolve its entry URL and continue with the "
+         "same rendition (per stream: heal=0); off: pass the refusal on.", _on_off],
     ]  # fmt: skip
 
     def __init__(self, environ: dict[str, str] | None = None) -> None:
@@ -281,6 +291,7 @@ class Options(usage.Options):
             live_ring_bytes=self["live-ring"],
             insecure_upstream=bool(self["insecure-upstream"]),
             cors_origins=tuple(self["cors-origin"]) or ("*",),
+            heal=self["heal"] == "on",
         )
 
 

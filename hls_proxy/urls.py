@@ -9,7 +9,7 @@ proxy or a WAF checking `url` sees), and the proxy never fetches another URL tha
 - Users paste URLs without percent-encoding them. When the `url` parameter is written
   literally as `url=` and its value starts with `scheme://` unencoded, the value is taken
   as written (a token's `+` stays a `+`), and every later parameter that is not ours
-  (`h_*`, `api_key`, `bypass`, `inherit_query`) is given back to the upstream URL as
+  (`h_*`, `api_key`, `bypass`, `inherit_query`, `heal`) is given back to the upstream URL as
   written, so a token after an `&` is never lost; names ending in `url` are fine there,
   they belong to the upstream. This raw reading is used only where it is unambiguous:
   its scheme and authority must be exactly those parse_qsl decodes (so `%`-escapes or a
@@ -28,9 +28,9 @@ from .errors import ProxyError, bad_request
 __all__ = ["EntryRequest", "normalize_upstream_url", "parse_entry_query"]
 
 # Parameters that belong to the proxy, never to the upstream URL.
-_OWN_PARAMS = frozenset({"url", "api_key", "bypass", "inherit_query"})
+_OWN_PARAMS = frozenset({"url", "api_key", "bypass", "inherit_query", "heal"})
 # Per-stream switches and the values they take.
-_SWITCHES = {"bypass": ("0", "1"), "inherit_query": ("0", "1")}
+_SWITCHES = {"bypass": ("0", "1"), "inherit_query": ("0", "1"), "heal": ("0", "1")}
 _HEADER_PARAM = "h_"
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _MAX_URL_CHARS = 16 * 1024
@@ -53,7 +53,8 @@ class EntryRequest:
 
     url: str
     headers: dict[str, str]
-    switches: dict[str, str] = attrs.field(factory=dict)  # bypass, inherit_query: "0" / "1"
+    # bypass, inherit_query, heal: "0" / "1"
+    switches: dict[str, str] = attrs.field(factory=dict)
 
 
 def _ascii_host(host: str) -> str:

@@ -32,6 +32,7 @@ from .manifest_answers import JSON_KINDS, ManifestAnswers
 from .media import ResponseHead, media_head, write_head
 from .playlist import UriKind
 from .playlists import Playlists, with_ll_hls
+from .ranges import serve_range
 from .relay import Relay
 from .signing import Signer
 from .streams import Stream, StreamRegistry, jar_cookies
@@ -131,7 +132,8 @@ class Dispatcher:
 
     async def _serve_range(self, request: Request, stream: Stream, target: Target) -> None:
         range_value = as_bytes(request.getHeader(b"range") or b"")
-        served = await self.fanout.serve_range(
+        served = await serve_range(
+            self.fanout,
             request,
             _media_key(stream, target),
             range_value,

@@ -9,10 +9,11 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from hls_proxy.cache import ByteLru, Coalescer
-from hls_proxy.fanout import CachedBody, parse_range
+from hls_proxy.fanout import CachedBody
 from hls_proxy.media import ResponseHead
 from hls_proxy.playlist import playlist_info
 from hls_proxy.playlists import etag_for, etag_matches, playlist_ttl_s, with_ll_hls
+from hls_proxy.ranges import parse_range
 
 LIVE = b"#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXTINF:6,\na.ts\n#EXTINF:6,\nb.ts\n"
 LL = b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-PART-INF:PART-TARGET=1.0\n#EXTINF:4,\na.ts\n"

@@ -18,7 +18,7 @@ from twisted.web.server import Request
 
 from ._http import as_bytes, header_text
 from .bodies import Answer, CappedBody, decode_content, open_upstream
-from .bypass import carries_tokens, carry_tokens
+from .bypass import carries_tokens, stream_carry_mode
 from .cache import ByteLru, Coalescer
 from .channel import MAX_REQUEST_LINE_BYTES
 from .config import Config
@@ -27,9 +27,10 @@ from .errors import bad_gateway
 from .fanout import Diverted
 from .media import PLAYLIST_TYPE, cache_directives, max_age_s
 from .playlist import PlaylistInfo, UriKind, looks_like_playlist, playlist_info, rewrite_playlist
-from .signing import Signer
+from .signing import Signer, segment_extension
 from .streams import Stream, jar_cookies
 from .target import Target
+from .tokens import CarryMode, carrier, carry_for, carry_tokens, children_tokens
 
 __all__ = [
     "LL_HLS_PARAMS",
@@ -127,7 +128,7 @@ class Playlists:
         config: Config,
         clock: IReactorTime,
         signer: Signer,
-        prefetch: Callable[[Stream, str], None],
+        prefetch: Callable[[Stream, str, str], None],
         run_cpu: RunCpu = run_inline,
     ) -> None:
         self._run_cpu = run_cpu
@@ -167,7 +168,13 @@ class Playlists:
         if answer is None:
             gzip = {b"accept-encoding": b"gzip"}
             answer = await open_upstream(
-                stream, target.url, b"GET", gzip, self._clock, self._config.body_idle_timeout_s
+                stream,
+                target.url,
+                b"GET",
+                gzip,
+                self._clock,
+                self._config.body_idle_timeout_s,
+                target.carry,
             )
         if not target.strict and not answer.is_playlist:
             return Diverted(answer)
@@ -185,8 +192,9 @@ class Playlists:
         if ttl_s > 0:
             self.cache.put(_key(stream, target), entry, len(rewritten), ttl_s)
         if self._config.prefetch and info.is_live:
+            tokens = _children_carry(stream, target)
             for segment_url in info.segment_urls[-self._config.prefetch :]:
-                self._prefetch(stream, segment_url)
+                self._prefetch(stream, segment_url, carry_for(tokens, target.url, segment_url))
         return entry
 
     async def _collect(self, answer: Answer) -> bytes:
@@ -206,9 +214,17 @@ class Playlists:
 
         Runs off the reactor thread (`run_cpu`): it must only read its arguments.
         """
-        mint = self._signer.minter(stream.spec, final_url, target.child).ref
         url = target.url
         tokens_from = url if carries_tokens(stream.spec, url) else None
+        tokens = _children_carry(stream, target)
+        carry = carrier(tokens, url)
+        mint = self._signer.minter(
+            stream.spec,
+            without_ll_hls(final_url),  # an entry's children keep their URLs across reloads
+            target.child,
+            anchor_carry=tokens,
+            segment_extension=segment_extension(body),
+        ).ref
         max_uris = self._config.max_playlist_uris
         max_output = self._config.max_rewritten_bytes
         minted = 0
@@ -220,7 +236,7 @@ class Playlists:
                 upstream_url = carry_tokens(tokens_from, upstream_url)
             if _UNSAFE_IN_URL.search(upstream_url):
                 upstream_url = quote(upstream_url, safe="%:/?#[]@!$&'()*+,;=~")
-            path = mint(upstream_url, kind)
+            path = mint(upstream_url, kind, carry(upstream_url))
             minted += 1
             output += len(path)
             if len(path) > _MAX_CHILD_PATH_CHARS:
@@ -235,6 +251,24 @@ class Playlists:
             return path
 
         return rewrite_playlist(body, final_url, proxy_url)
+
+
+def _children_carry(stream: Stream, target: Target) -> str:
+    """The candidate tokens for this playlist's children; "" unless inherit_query is auto
+    (with `inherit_query=1` they are in the children's URLs already)."""
+    if stream_carry_mode(stream.spec) is not CarryMode.RETRY:
+        return ""
+    return children_tokens(target.url, target.carry)
+
+
+def without_ll_hls(url: str) -> str:
+    """`url` without the LL-HLS delivery directives (which change at every reload)."""
+    base, hash_sign, fragment = url.partition("#")
+    path, question, query = base.partition("?")
+    if "_HLS_" not in query:
+        return url
+    kept = [part for part in query.split("&") if part.partition("=")[0] not in LL_HLS_PARAMS]
+    return path + (question if kept else "") + "&".join(kept) + hash_sign + fragment
 
 
 def _write(request: Request, entry: PlaylistEntry) -> None:

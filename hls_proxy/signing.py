@@ -16,11 +16,22 @@ served at the second shape (a URI listed as media that was a playlist) they are 
 `../<C>/<name>`. An entry playlist (`/playlist.m3u8?url=...`) has no X in its URL, so its
 media URIs are path-absolute `/p/2<X>/<C>/<name>` with X sealing the entry playlist.
 
+Keys get the first shape too, so an EXT-X-SESSION-KEY in a multivariant playlist and its
+EXT-X-KEY twin in a media playlist are one proxy URL (a player preloads the key by URI).
+
 Nothing is readable: X and C are AES-SIV (sealing.py), deterministic, so a URL stays the
 same from one rewrite to the next and caches keep working. The file name keeps the
-upstream extension because ffmpeg's HLS demuxer and ExoPlayer choose by it; it is not
-sealed but recomputed from the unsealed URL and compared, so any changed character in the
-path gives BadSignature (403) before anything is fetched.
+upstream extension because ffmpeg's HLS demuxer and ExoPlayer choose by it, except for
+a segment disguised as a picture, style sheet, script or page (`seg1.jpg`): in a media
+playlist that is not an image playlist it gets the playlist's segment extension
+(`seg1.jpg.ts`, `.m4s` with an EXT-X-MAP), recorded in C's first byte. The name is not
+sealed but recomputed from the unsealed URL and compared, so any changed character in
+the path gives BadSignature (403) before anything is fetched.
+
+A child may carry candidate token parameters (tokens.py): sealed after the URL in C
+(after a 0xFF byte, which UTF-8 never contains), and as a sixth element in X's document.
+C's delta is then taken from X's URL and X's own candidate, so a token shared down a
+playlist costs about nothing per URI. URLs without them are exactly what they were.
 
 Format 1 (signing_v1.py, readable) still verifies for one release.
 """
@@ -55,6 +66,7 @@ __all__ = [
     "Signer",
     "StreamSpec",
     "child_file_name",
+    "segment_extension",
 ]
 
 FORMAT = "2"  # first character of X; format 1 stream parts always start `eN` (zlib)
@@ -65,13 +77,24 @@ _KIND_BYTES = {kind: kind.value.encode("ascii") for kind in UriKind}
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _SAFE_NAME_FULL = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,79}")
 _DEFAULT_EXTENSION = {UriKind.PLAYLIST: "m3u8", UriKind.MEDIA: "ts", UriKind.KEY: "key"}
-# Extensions players recognise; anything else (.php, .jpg disguises) gets the kind's own.
+# Extensions players recognise; anything else (.php) gets the kind's own. Pictures are
+# recognised (image playlists, thumbnails) except where `segment_extension` says the
+# playlist's segments are video: see `_DISGUISES`.
 _MEDIA_EXTENSIONS = frozenset(
     "ts m2ts mts m4s mp4 m4a m4v mov cmfv cmfa cmft aac ac3 ec3 eac3 mp3 mp2 flac ogg oga "
     "ogv opus webm mkv vtt webvtt srt ttml dfxp xml json key bin m3u8 m3u mpd jpg jpeg png "
     "gif webp".split()
 )
 _PLAYLIST_EXTENSIONS = frozenset({"m3u8", "m3u"})
+# What some hosts name MPEG-TS segments, to pass as static files; ffmpeg refuses them
+# ("not in allowed_segment_extensions").
+_DISGUISES = frozenset("jpg jpeg png gif webp bmp css js ico txt html htm".split())
+_PLAIN_MEDIA_EXTENSIONS = _MEDIA_EXTENSIONS - _DISGUISES
+# C's first byte for a media URI named with its playlist's segment extension (not a
+# UriKind value: those are letters).
+_SEGMENT_MARKS = {"ts": b"\x01", "m4s": b"\x02"}
+_EXTENSION_BY_MARK = {mark[0]: extension for extension, mark in _SEGMENT_MARKS.items()}
+_CARRY_SEPARATOR = b"\xff"  # never in UTF-8, even with surrogatepass
 # Preset deflate dictionary for X: what a stream's JSON usually repeats (header names in
 # their sorted order, a browser's identity, URL and token syntax). Part of format 2:
 # changing it needs a new FORMAT, or URLs already handed out stop opening.
@@ -116,6 +139,13 @@ class Anchor:
     sealed: str  # X as written in the path, FORMAT included
     url: str  # the upstream URL X seals
     relative_prefix: str  # before `<C>/<name>`: "" under /p/X/name, "../" under /p/X/C/name
+    carry: str = ""  # X's candidate tokens
+
+    @property
+    def delta_base(self) -> bytes:
+        """What C's deltas are taken from: X's URL, and its candidate tokens if any."""
+        base = _utf8(self.url)
+        return base + _CARRY_SEPARATOR + _utf8(self.carry) if self.carry else base
 
 
 @attrs.frozen
@@ -127,14 +157,22 @@ class ChildTarget:
     kind: UriKind
     expires_s: int | None = None
     anchor: Anchor | None = None  # None for format 1
+    # Token parameters to append if the upstream refuses `url` as written (tokens.py).
+    carry: str = ""
+    # The media playlist's segment extension the file name was given ("" if none).
+    segment_extension: str = ""
 
 
-def child_file_name(url: str, kind: UriKind) -> str:
-    """The last path segment of a child URL: the upstream file name, made safe.
+def segment_extension(body: bytes) -> str:
+    """The extension a disguised segment of this playlist is named with: "ts", "m4s"
+    with an EXT-X-MAP, "" in a multivariant or image playlist (pictures stay pictures)."""
+    if b"#EXTINF" not in body or b"#EXT-X-IMAGES-ONLY" in body:
+        return ""
+    return "m4s" if b"#EXT-X-MAP" in body else "ts"
 
-    The extension is kept when players know it; otherwise the kind's usual one is
-    appended (a variant at `index.php` becomes `index.php.m3u8`).
-    """
+
+def _base_name(url: str) -> tuple[str, str]:
+    """The upstream file name made safe, and its extension in lower case."""
     path = url.partition("#")[0].partition("?")[0]
     if path.count("/") < 3:  # http://host with no path
         path = ""
@@ -142,11 +180,27 @@ def child_file_name(url: str, kind: UriKind) -> str:
     if not _SAFE_NAME_FULL.fullmatch(name):
         name = _SAFE_NAME.sub("_", name)[-80:].lstrip(".") or "index"
     stem, dot, extension = name.rpartition(".")
-    extension = extension.lower() if dot and stem else ""
+    return name, extension.lower() if dot and stem else ""
+
+
+def _suffix(kind: UriKind, extension: str, segment_extension: str) -> str:
+    if kind is UriKind.MEDIA and segment_extension:
+        if extension in _DISGUISES or extension not in _MEDIA_EXTENSIONS:
+            return "." + segment_extension
     known = _PLAYLIST_EXTENSIONS if kind is UriKind.PLAYLIST else _MEDIA_EXTENSIONS
-    if extension not in known:
-        name = f"{name}.{_DEFAULT_EXTENSION[kind]}"
-    return name
+    return "" if extension in known else "." + _DEFAULT_EXTENSION[kind]
+
+
+def child_file_name(url: str, kind: UriKind, segment_extension: str = "") -> str:
+    """The last path segment of a child URL: the upstream file name, made safe.
+
+    The extension is kept when players know it; otherwise the kind's usual one is
+    appended (a variant at `index.php` becomes `index.php.m3u8`). With a
+    `segment_extension` (a media URI of a video media playlist), a disguised or unknown
+    extension gets that one instead (`seg1.jpg.ts`, `seg1.php.m4s`).
+    """
+    name, extension = _base_name(url)
+    return name + _suffix(kind, extension, segment_extension)
 
 
 def _utf8(text: str) -> bytes:
@@ -158,8 +212,8 @@ def _child_sealer(sealer: Sealer, sealed_anchor: str) -> Sealer:
     return sealer.derive(b"C" + sealed_anchor.encode("ascii"))
 
 
-def _check_name(name: str, url: str, kind: UriKind) -> None:
-    if name != child_file_name(url, kind):
+def _check_name(name: str, target: ChildTarget) -> None:
+    if name != child_file_name(target.url, target.kind, target.segment_extension):
         raise BadSignature("bad signature")
 
 
@@ -168,40 +222,54 @@ class Minter:
 
     A playlist URI gets a standalone `/p/2X/name` of its own, so that its own children
     hang from it (short deltas: they share its directory and usually its token); there
-    are few per playlist. Media and keys hang from the playlist's anchor, sealed once
-    here (lazily: a master has none), so `ref` costs one AES-SIV of a few dozen bytes.
+    are few per playlist. So does a key: the same key URI in two playlists of a stream
+    is then one proxy URL. Media hang from the playlist's anchor, sealed once here
+    (lazily: a master has none), so `ref` costs one AES-SIV of a few dozen bytes.
     """
 
     def __init__(
         self,
         child_sealer: Callable[[str], Sealer],
-        standalone: Callable[[str, UriKind], str],
+        standalone: Callable[[str, UriKind, str], str],
         anchor: Callable[[], tuple[Anchor, str]],
+        segment_extension: str = "",
     ) -> None:
         self._sealer = child_sealer
         self._standalone = standalone
         self._anchor = anchor
+        self._segment_extension = segment_extension
+        self._segment_mark = _SEGMENT_MARKS.get(segment_extension, b"")
         self._seal: Callable[[bytes], str] | None = None
         self._delta: Callable[[bytes], bytes] = bytes
         self._prefix = ""
 
-    def ref(self, url: str, kind: UriKind) -> str:
+    def ref(self, url: str, kind: UriKind, carry: str = "") -> str:
         """The reference to write in the playlist for absolute upstream `url`.
 
-        `/p/2X/name` for a playlist; for media and keys, relative (`C/name`, `../C/name`)
+        `/p/2X/name` for a playlist or a key; for media, relative (`C/name`, `../C/name`)
         inside a proxied playlist and path-absolute (`/p/2X/C/name`) inside an entry one.
-        Resolved against the playlist's proxy URL it verifies to exactly `url` and `kind`.
+        Resolved against the playlist's proxy URL it verifies to exactly `url`, `kind`
+        and `carry` (the candidate token parameters, tokens.py).
         """
-        if kind is UriKind.PLAYLIST:
-            return self._standalone(url, kind)
+        if kind is not UriKind.MEDIA:
+            return self._standalone(url, kind, carry)
         seal = self._seal
         if seal is None:
             anchor, self._prefix = self._anchor()
             seal = self._seal = self._sealer(anchor.sealed).seal
-            self._delta = DeltaEncoder(_utf8(anchor.url)).encode
-        return f"{self._prefix}{seal(_KIND_BYTES[kind] + self._delta(_utf8(url)))}/" + (
-            child_file_name(url, kind)
-        )
+            self._delta = DeltaEncoder(anchor.delta_base).encode
+        name, extension = _base_name(url)
+        mark = _KIND_BYTES[kind]
+        if extension in _PLAIN_MEDIA_EXTENSIONS:  # the usual case, decided at once
+            suffix = ""
+        else:
+            suffix = _suffix(kind, extension, self._segment_extension)
+            if self._segment_mark and suffix != _suffix(kind, extension, ""):
+                mark = self._segment_mark  # verify must name it the same way
+        payload = _utf8(url)
+        if carry:
+            payload += _CARRY_SEPARATOR + _utf8(carry)
+        return f"{self._prefix}{seal(mark + self._delta(payload))}/{name}{suffix}"
 
 
 class Signer:
@@ -242,17 +310,20 @@ class Signer:
     # Format 2.
 
     def _seal_stream(
-        self, stream: StreamSpec, expires_s: int | None, url: str, kind: UriKind
+        self, stream: StreamSpec, expires_s: int | None, url: str, kind: UriKind, carry: str = ""
     ) -> str:
         steps = 0 if expires_s is None else -(-expires_s // _EXPIRY_STEP_S)
+        fields: list[object] = [
+            [list(pair) for pair in stream.options],
+            [list(pair) for pair in stream.headers],
+            stream.stream_id,
+            steps,
+            kind.value + url,
+        ]
+        if carry:  # only then: an X without one is the same as before carry existed
+            fields.append(carry)
         document = json.dumps(
-            [
-                [list(pair) for pair in stream.options],
-                [list(pair) for pair in stream.headers],
-                stream.stream_id,
-                steps,
-                kind.value + url,
-            ],
+            fields,
             separators=(",", ":"),
             ensure_ascii=False,
         )
@@ -293,7 +364,8 @@ class Signer:
             document = (inflate.decompress(packed) + inflate.flush()).decode(
                 "utf-8", "surrogatepass"
             )
-            options, headers, stream_id, steps, target = json.loads(document)
+            options, headers, stream_id, steps, target, *rest = json.loads(document)
+            carry = str(rest[0]) if rest else ""
             spec = StreamSpec(
                 str(stream_id),
                 tuple((str(k), str(v)) for k, v in headers),
@@ -305,52 +377,72 @@ class Signer:
             # Only reachable with our own key: a bug, never a forgery.
             raise BadSignature(f"undecodable proxy URL: {error}") from None
         url = target[1:]
-        return ChildTarget(spec, url, kind, expires_s, Anchor(sealed, url, ""))
+        return ChildTarget(spec, url, kind, expires_s, Anchor(sealed, url, "", carry), carry)
 
     def minter(
-        self, stream: StreamSpec, playlist_url: str, parent: ChildTarget | None = None
+        self,
+        stream: StreamSpec,
+        playlist_url: str,
+        parent: ChildTarget | None = None,
+        *,
+        anchor_carry: str = "",
+        segment_extension: str = "",
     ) -> Minter:
         """The minter for the URIs of one playlist of `stream`, fetched from `playlist_url`.
 
         `parent` is the verified target the playlist was requested by, None for an entry
         request. Under a format-2 parent, media refs are relative and `playlist_url` is
         unused (they hang from the parent's X); otherwise they are path-absolute under an
-        X sealing `playlist_url` (best: the final URL, the one the URIs resolve against).
-        Every URL minted keeps the parent's expiry; an entry (or a parent without one)
-        starts a new one.
+        X sealing `playlist_url` (best: the final URL, the one the URIs resolve against)
+        and `anchor_carry` (best: the candidate tokens its children get, so their deltas
+        share it). Every URL minted keeps the parent's expiry; an entry (or a parent
+        without one) starts a new one. `segment_extension`: see `child_file_name`.
         """
         if parent is not None and parent.stream != stream:
             raise ValueError("parent belongs to another stream")
         expires_s = self._inherited_expiry(parent)
 
-        def standalone(url: str, kind: UriKind) -> str:
-            return self._path(stream, url, kind, expires_s)
+        def standalone(url: str, kind: UriKind, carry: str) -> str:
+            return self._path(stream, url, kind, expires_s, carry)
 
         def anchor() -> tuple[Anchor, str]:
             if parent is not None and parent.anchor is not None:
                 return parent.anchor, parent.anchor.relative_prefix
-            sealed = self._seal_stream(stream, expires_s, playlist_url, UriKind.PLAYLIST)
-            return Anchor(sealed, playlist_url, ""), f"/p/{sealed}/"
+            # Not when the URL ends with it: the deltas share it there already, and an
+            # entry's X is written in full in every URI.
+            carry = "" if playlist_url.endswith(anchor_carry) else anchor_carry
+            sealed = self._seal_stream(stream, expires_s, playlist_url, UriKind.PLAYLIST, carry)
+            return Anchor(sealed, playlist_url, "", carry), f"/p/{sealed}/"
 
-        return Minter(lambda sealed: next(self._child_sealers(sealed)), standalone, anchor)
+        return Minter(
+            lambda sealed: next(self._child_sealers(sealed)), standalone, anchor, segment_extension
+        )
 
     def path(
-        self, stream: StreamSpec, url: str, kind: UriKind, parent: ChildTarget | None = None
+        self,
+        stream: StreamSpec,
+        url: str,
+        kind: UriKind,
+        parent: ChildTarget | None = None,
+        carry: str = "",
     ) -> str:
         """The standalone proxy path `/p/2X/name` of one URL (a link, a redirect target).
 
         Expiry as for `minter`: the parent's, else a new one.
         """
         expires_s = self._inherited_expiry(parent)
-        return self._path(stream, url, kind, expires_s)
+        return self._path(stream, url, kind, expires_s, carry)
 
     def _inherited_expiry(self, parent: ChildTarget | None) -> int | None:
         if parent is not None and parent.expires_s is not None:
             return parent.expires_s
         return self._expires()
 
-    def _path(self, stream: StreamSpec, url: str, kind: UriKind, expires_s: int | None) -> str:
-        return f"/p/{self._seal_stream(stream, expires_s, url, kind)}/{child_file_name(url, kind)}"
+    def _path(
+        self, stream: StreamSpec, url: str, kind: UriKind, expires_s: int | None, carry: str = ""
+    ) -> str:
+        sealed = self._seal_stream(stream, expires_s, url, kind, carry)
+        return f"/p/{sealed}/{child_file_name(url, kind)}"
 
     def verify(self, segments: Sequence[str]) -> ChildTarget:
         """Decode the path segments after `/p/`; raise BadSignature unless intact.
@@ -371,17 +463,29 @@ class Signer:
             if found is None:
                 raise BadSignature("bad signature")
             opened = found[1]
+            parent_anchor = anchor_target.anchor
+            assert parent_anchor is not None  # format 2 always has one
             try:
-                kind = _KIND_BY_CHAR[chr(opened[0])]
-                url = apply_delta(_utf8(anchor_target.url), opened[1:])
+                extension = _EXTENSION_BY_MARK.get(opened[0], "")
+                kind = UriKind.MEDIA if extension else _KIND_BY_CHAR[chr(opened[0])]
+                raw = apply_delta(parent_anchor.delta_base, opened[1:])
+                url, _, carry = raw.partition(_CARRY_SEPARATOR)
                 text = url.decode("utf-8", "surrogatepass")
+                carry_text = carry.decode("utf-8", "surrogatepass")
             except (KeyError, IndexError, ValueError) as error:
                 raise BadSignature(f"undecodable proxy URL: {error}") from None
-            anchor = Anchor(sealed, anchor_target.url, "../")
-            target = attrs.evolve(anchor_target, url=text, kind=kind, anchor=anchor)
+            anchor = attrs.evolve(parent_anchor, relative_prefix="../")
+            target = attrs.evolve(
+                anchor_target,
+                url=text,
+                kind=kind,
+                anchor=anchor,
+                carry=carry_text,
+                segment_extension=extension,
+            )
         else:
             raise BadSignature("malformed proxy URL")
-        _check_name(name, target.url, target.kind)
+        _check_name(name, target)
         return target
 
     # Format 1: verified for one release; `stream_part` + `child_path` mint it until every

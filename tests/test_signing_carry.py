@@ -101,7 +101,7 @@ class CarryTests(SynchronousTestCase):
         minter = self.signer.minter(SPEC, master, anchor_carry=HDNTS)
         session_key = minter.ref(key, UriKind.KEY, HDNTS)
         variant_ref = minter.ref("https://cdn.example/live/720p/i.m3u8", UriKind.PLAYLIST, HDNTS)
-        variant_path, variant = verify(self.signer, "/playlist.m3u8", variant_ref)
+        _, variant = verify(self.signer, "/playlist.m3u8", variant_ref)
         media_key = self.signer.minter(SPEC, variant.url, variant).ref(key, UriKind.KEY, HDNTS)
         self.assertEqual(media_key, session_key)
         self.assertTrue(session_key.startswith("/p/2"))

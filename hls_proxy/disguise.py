@@ -43,8 +43,10 @@ def could_be_image(first_bytes: bytes) -> bool:
     A lone `G` is a TS sync byte, not the start of `GIF8`: media is relayed as soon as
     its first byte is in, and a GIF header never comes one byte at a time in practice.
     """
-    if first_bytes in (b"", b"G"):
-        return False
+    return first_bytes not in (b"", b"G") and _may_be_magic(first_bytes)
+
+
+def _may_be_magic(first_bytes: bytes) -> bool:
     return any(magic[: len(first_bytes)] == first_bytes[: len(magic)] for magic in _MAGICS)
 
 
@@ -61,7 +63,7 @@ class PrefixScan:
         body = self.data
         magic = next((magic for magic in _MAGICS if body.startswith(magic)), None)
         if magic is None:
-            return None if not ended and could_be_image(body) else 0
+            return None if not ended and _may_be_magic(body) else 0
         position = max(self._next, len(magic))
         while True:
             position = body.find(b"\x47", position, MAX_PREFIX_BYTES + 1)

@@ -20,13 +20,10 @@ Keys get the first shape too, so an EXT-X-SESSION-KEY in a multivariant playlist
 EXT-X-KEY twin in a media playlist are one proxy URL (a player preloads the key by URI).
 
 Nothing is readable: X and C are AES-SIV (sealing.py), deterministic, so a URL stays the
-same from one rewrite to the next and caches keep working. The file name keeps the
-upstream extension because ffmpeg's HLS demuxer and ExoPlayer choose by it, except for
-a segment disguised as a picture, style sheet, script or page (`seg1.jpg`): in a media
-playlist that is not an image playlist it gets the playlist's segment extension
-(`seg1.jpg.ts`, `.m4s` with an EXT-X-MAP), recorded in C's first byte. The name is not
-sealed but recomputed from the unsealed URL and compared, so any changed character in
-the path gives BadSignature (403) before anything is fetched.
+same from one rewrite to the next and caches keep working. The file name (names.py;
+a disguised segment's extension is recorded in C's first byte) is not sealed but
+recomputed from the unsealed URL and compared, so any changed character in the path
+gives BadSignature (403) before anything is fetched.
 
 A child may carry candidate token parameters (tokens.py): sealed after the URL in C
 (after a 0xFF byte, which UTF-8 never contains), and as a sixth element in X's document.
@@ -41,13 +38,19 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
+from .names import (
+    PLAIN_MEDIA_EXTENSIONS,
+    base_name,
+    child_file_name,
+    name_suffix,
+    segment_extension,
+)
 from .playlist import UriKind
 from .sealing import DeltaEncoder, Sealer, apply_delta, open_any
 from .signing_v1 import (
@@ -74,22 +77,6 @@ _EXPIRY_STEP_S = 300
 _OPENED_MAX = 1024  # X values kept opened: about one per playlist being watched
 _KIND_BY_CHAR = {kind.value: kind for kind in UriKind}
 _KIND_BYTES = {kind: kind.value.encode("ascii") for kind in UriKind}
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
-_SAFE_NAME_FULL = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,79}")
-_DEFAULT_EXTENSION = {UriKind.PLAYLIST: "m3u8", UriKind.MEDIA: "ts", UriKind.KEY: "key"}
-# Extensions players recognise; anything else (.php) gets the kind's own. Pictures are
-# recognised (image playlists, thumbnails) except where `segment_extension` says the
-# playlist's segments are video: see `_DISGUISES`.
-_MEDIA_EXTENSIONS = frozenset(
-    "ts m2ts mts m4s mp4 m4a m4v mov cmfv cmfa cmft aac ac3 ec3 eac3 mp3 mp2 flac ogg oga "
-    "ogv opus webm mkv vtt webvtt srt ttml dfxp xml json key bin m3u8 m3u mpd jpg jpeg png "
-    "gif webp".split()
-)
-_PLAYLIST_EXTENSIONS = frozenset({"m3u8", "m3u"})
-# What some hosts name MPEG-TS segments, to pass as static files; ffmpeg refuses them
-# ("not in allowed_segment_extensions").
-_DISGUISES = frozenset("jpg jpeg png gif webp bmp css js ico txt html htm".split())
-_PLAIN_MEDIA_EXTENSIONS = _MEDIA_EXTENSIONS - _DISGUISES
 # C's first byte for a media URI named with its playlist's segment extension (not a
 # UriKind value: those are letters).
 _SEGMENT_MARKS = {"ts": b"\x01", "m4s": b"\x02"}
@@ -163,46 +150,6 @@ class ChildTarget:
     segment_extension: str = ""
 
 
-def segment_extension(body: bytes) -> str:
-    """The extension a disguised segment of this playlist is named with: "ts", "m4s"
-    with an EXT-X-MAP, "" in a multivariant or image playlist (pictures stay pictures)."""
-    if b"#EXTINF" not in body or b"#EXT-X-IMAGES-ONLY" in body:
-        return ""
-    return "m4s" if b"#EXT-X-MAP" in body else "ts"
-
-
-def _base_name(url: str) -> tuple[str, str]:
-    """The upstream file name made safe, and its extension in lower case."""
-    path = url.partition("#")[0].partition("?")[0]
-    if path.count("/") < 3:  # http://host with no path
-        path = ""
-    name = path.rpartition("/")[2]
-    if not _SAFE_NAME_FULL.fullmatch(name):
-        name = _SAFE_NAME.sub("_", name)[-80:].lstrip(".") or "index"
-    stem, dot, extension = name.rpartition(".")
-    return name, extension.lower() if dot and stem else ""
-
-
-def _suffix(kind: UriKind, extension: str, segment_extension: str) -> str:
-    if kind is UriKind.MEDIA and segment_extension:
-        if extension in _DISGUISES or extension not in _MEDIA_EXTENSIONS:
-            return "." + segment_extension
-    known = _PLAYLIST_EXTENSIONS if kind is UriKind.PLAYLIST else _MEDIA_EXTENSIONS
-    return "" if extension in known else "." + _DEFAULT_EXTENSION[kind]
-
-
-def child_file_name(url: str, kind: UriKind, segment_extension: str = "") -> str:
-    """The last path segment of a child URL: the upstream file name, made safe.
-
-    The extension is kept when players know it; otherwise the kind's usual one is
-    appended (a variant at `index.php` becomes `index.php.m3u8`). With a
-    `segment_extension` (a media URI of a video media playlist), a disguised or unknown
-    extension gets that one instead (`seg1.jpg.ts`, `seg1.php.m4s`).
-    """
-    name, extension = _base_name(url)
-    return name + _suffix(kind, extension, segment_extension)
-
-
 def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")  # any str round-trips, even a lone surrogate
 
@@ -258,13 +205,13 @@ class Minter:
             anchor, self._prefix = self._anchor()
             seal = self._seal = self._sealer(anchor.sealed).seal
             self._delta = DeltaEncoder(anchor.delta_base).encode
-        name, extension = _base_name(url)
+        name, extension = base_name(url)
         mark = _KIND_BYTES[kind]
-        if extension in _PLAIN_MEDIA_EXTENSIONS:  # the usual case, decided at once
+        if extension in PLAIN_MEDIA_EXTENSIONS:  # the usual case, decided at once
             suffix = ""
         else:
-            suffix = _suffix(kind, extension, self._segment_extension)
-            if self._segment_mark and suffix != _suffix(kind, extension, ""):
+            suffix = name_suffix(kind, extension, self._segment_extension)
+            if self._segment_mark and suffix != name_suffix(kind, extension, ""):
                 mark = self._segment_mark  # verify must name it the same way
         payload = _utf8(url)
         if carry:

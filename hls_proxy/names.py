@@ -39,12 +39,14 @@ _PLAYLIST_EXTENSIONS = frozenset({"m3u8", "m3u"})
 # ("not in allowed_segment_extensions").
 _DISGUISES = frozenset("jpg jpeg png gif webp bmp css js ico txt html htm".split())
 PLAIN_MEDIA_EXTENSIONS = _MEDIA_EXTENSIONS - _DISGUISES
+_PICTURES_ONLY = re.compile(rb"^#EXT-X-(?:IMAGES|I-FRAMES)-ONLY", re.MULTILINE)
 
 
 def segment_extension(body: bytes) -> str:
     """The extension a disguised segment of this playlist is named with: "ts", "m4s"
-    with an EXT-X-MAP, "" in a multivariant or image playlist (pictures stay pictures)."""
-    if b"#EXTINF" not in body or b"#EXT-X-IMAGES-ONLY" in body:
+    with an EXT-X-MAP; "" in a multivariant playlist, an image playlist or an I-frame
+    one (pictures there are thumbnails: they stay pictures)."""
+    if b"#EXTINF" not in body or (b"-ONLY" in body and _PICTURES_ONLY.search(body)):
         return ""
     return "m4s" if b"#EXT-X-MAP" in body else "ts"
 

@@ -49,7 +49,7 @@ HOP_BY_HOP = frozenset(
 _CREDENTIALS = (b"authorization", b"cookie")
 # A child refused with one of these is tried once more with its candidate tokens.
 _REFUSED = (401, 403, 410)
-_TOKEN_HOSTS_MAX = 64
+_TOKEN_ORIGINS_MAX = 64
 
 
 def new_instance_id() -> str:
@@ -197,16 +197,16 @@ class Upstream:
         sent as Basic authorization to that origin only. `carry`: token parameters to
         append if the origin refuses `url` as written (then remembered for its origin).
         """
-        origin = origin_of(url)
-        if carry and origin in self._token_origins:
+        if carry and origin_of(url) in self._token_origins:
             url, carry = append_query(url, carry), ""
         response = await self._send(url, method, extra, self._send_derived)
         if carry and response.code in _REFUSED:
             _discard_body(response)
+            origin = origin_of(url)
             url = append_query(url, carry)
             response = await self._send(url, method, extra, self._send_derived)
             if response.code not in _REFUSED:
-                if len(self._token_origins) >= _TOKEN_HOSTS_MAX:
+                if len(self._token_origins) >= _TOKEN_ORIGINS_MAX:
                     self._token_origins.clear()
                 self._token_origins.add(origin)
         if response.code in (401, 403) and self._derived:

@@ -113,6 +113,8 @@ class DisguiseNameTests(SynchronousTestCase):
             (b"#EXTM3U\n#EXTINF:4,\nseg1.jpg\n", "ts"),
             (b'#EXTM3U\n#EXT-X-MAP:URI="i.jpg"\n#EXTINF:4,\nseg1.jpg\n', "m4s"),
             (b"#EXTM3U\n#EXT-X-IMAGES-ONLY\n#EXTINF:4,\nthumb1.jpg\n", ""),
+            (b"#EXTM3U\r\n#EXT-X-I-FRAMES-ONLY\r\n#EXTINF:4,\nthumb1.jpg\n", ""),
+            (b"#EXTM3U\n#EXTINF:4,\nseg-#EXT-X-IMAGES-ONLY.jpg\n", "ts"),
             (b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv.m3u8\n", ""),
         ]
         for body, expected in cases:

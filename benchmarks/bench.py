@@ -16,6 +16,7 @@ import concurrent.futures
 import http.client
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -458,7 +459,10 @@ class Bench:
 
     def table(self) -> str:
         head = ("measure", "hlsproxy", "baseline (same run)", "ratio", "target")
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        command = shlex.join(["python3", "benchmarks/bench.py", *sys.argv[1:]])
+        load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+        lines = [f"`{command}` ({os.cpu_count()} CPUs, load average {load})", ""]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(row) + " |" for row in self.rows]
         return "\n".join(lines)
 

@@ -16,8 +16,12 @@ from __future__ import annotations
 import argparse
 import random
 import string
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this tree, not an install
 
 from hls_proxy.playlist import UriKind, rewrite_playlist
 from hls_proxy.signing import Signer, StreamSpec

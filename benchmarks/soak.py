@@ -151,7 +151,9 @@ async def soak(
     pool = HTTPConnectionPool(reactor)
     pool.maxPersistentPerHost = 64
     http = HTTPClient(Agent(reactor, pool=pool))
-    for _ in range(100):
+    for _ in range(300):
+        if proxy.poll() is not None:
+            raise SystemExit(f"the proxy exited ({proxy.returncode}); see {log_path}")
         try:
             await (await http.get(base + "/health", timeout=1)).content()
             break

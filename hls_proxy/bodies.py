@@ -171,13 +171,15 @@ async def open_upstream(
     extra: dict[bytes, bytes],
     clock: IReactorTime,
     first_bytes_timeout_s: float,
+    carry: str = "",
 ) -> Answer:
     """Send one upstream request and hold its body until its first bytes are in.
 
     The wait for the first bytes is bounded (an upstream may send headers and stall).
     An upstream error status becomes the same status for the client (its body dropped).
+    `carry`: the target's candidate tokens (`Upstream.request`).
     """
-    response = await stream.upstream.request(url, method, extra)
+    response = await stream.upstream.request(url, method, extra, carry)
     body = HeldBody()
     ready = body.first_bytes_ready
     response.deliverBody(body)

@@ -4,17 +4,24 @@ tokens a child URL should carry. Pure functions.
 - Identity: with no `h_referer` / `h_origin`, a CDN that checks them most likely
   expects its own site, i.e. the entry URL's origin. We send that, with the Accept
   headers a browser's media element sends. Explicit `h_*` always win.
-- Token carry-over: Akamai (`hdnts`), CloudFront (`Policy`/`Signature`/`Key-Pair-Id`),
-  S3 (`X-Amz-*`), Wowza/nimble (`wmsAuthSign`) and many origins put the auth token on
-  the playlist URL only and expect every request of the stream to repeat it.
+- Token carry-over (tokens.py): which of the playlist's auth parameters a child may
+  need, decided per stream by the `inherit_query` switch kept here.
 """
 
 from __future__ import annotations
 
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from .signing import StreamSpec
 from .streamspec import stream_spec
+from .tokens import (
+    TOKEN_PARAMS,
+    CarryMode,
+    carry_mode,
+    carry_tokens,
+    has_token,
+    is_token_param,
+)
 from .urls import EntryRequest
 
 __all__ = [
@@ -26,50 +33,12 @@ __all__ = [
     "entry_stream",
     "has_token",
     "is_token_param",
+    "stream_carry_mode",
 ]
 
-# Query parameter names (lower case) that carry auth; documented in the README.
-TOKEN_PARAMS = frozenset(
-    "token auth hdnts hdntl hdnea sig signature expires exp e st hash policy key-pair-id "
-    "wmsauthsign md5 acl hmac validfrom validto".split()
-)
-_TOKEN_PREFIXES = ("x-amz-", "x-goog-")
 IDENTITY_HEADERS = ("referer", "origin", "accept", "accept-language")
 _ACCEPT = "*/*"
 _ACCEPT_LANGUAGE = "en-US,en;q=0.9"
-
-
-def is_token_param(name: str) -> bool:
-    lowered = name.lower()
-    return lowered in TOKEN_PARAMS or lowered.startswith(_TOKEN_PREFIXES)
-
-
-def _token_pairs(url: str) -> list[str]:
-    """The token parameters of `url` as written (`name=value`), in order."""
-    query = urlsplit(url).query
-    return [
-        part
-        for part in query.split("&")
-        if part and is_token_param(unquote(part.partition("=")[0]))
-    ]
-
-
-def has_token(url: str) -> bool:
-    return bool(_token_pairs(url))
-
-
-def carry_tokens(parent_url: str, child_url: str) -> str:
-    """`child_url` with the parent's token parameters appended, when it has none itself
-    and is on the same host; otherwise unchanged."""
-    tokens = _token_pairs(parent_url)
-    if not tokens or has_token(child_url):
-        return child_url
-    parent, child = urlsplit(parent_url), urlsplit(child_url)
-    if (parent.hostname, parent.port) != (child.hostname, child.port):
-        return child_url
-    base, _, fragment = child_url.partition("#")
-    joined = base + ("&" if child.query else "?") + "&".join(tokens)
-    return joined + ("#" + fragment if fragment else "")
 
 
 def derived_identity(entry_url: str, headers: dict[str, str]) -> dict[str, str]:
@@ -109,7 +78,12 @@ def entry_stream(entry: EntryRequest, bypass_by_default: bool) -> StreamSpec:
     return stream_spec(entry.url, headers, options)
 
 
+def stream_carry_mode(stream: StreamSpec) -> CarryMode:
+    """How the stream's children get its playlists' tokens (`inherit_query`)."""
+    return carry_mode(stream.option("inherit_query", CarryMode.RETRY.value))
+
+
 def carries_tokens(stream: StreamSpec, playlist_url: str) -> bool:
-    """Whether children of this playlist get its tokens: asked for, or auto-detected."""
-    switch = stream.option("inherit_query", "auto")
-    return switch == "1" or (switch == "auto" and has_token(playlist_url))
+    """Whether children of this playlist are fetched with its tokens appended: only
+    when asked for (`inherit_query=1`); by default they are a candidate for a retry."""
+    return stream_carry_mode(stream) is CarryMode.ALWAYS and has_token(playlist_url)

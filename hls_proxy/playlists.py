@@ -18,7 +18,7 @@ from twisted.web.server import Request
 
 from ._http import as_bytes, header_text
 from .bodies import Answer, CappedBody, decode_content, open_upstream
-from .bypass import carries_tokens, carry_tokens
+from .bypass import carries_tokens, stream_carry_mode
 from .cache import ByteLru, Coalescer
 from .config import MAX_REQUEST_LINE_BYTES, Config
 from .cpu import RunCpu, run_inline
@@ -34,9 +34,10 @@ from .playlist import (
     rewrite_playlist,
 )
 from .renditions import playlist_shape, rendition_ids, sequence_numbers
-from .signing import ChildTarget, Signer
+from .signing import ChildTarget, Signer, segment_extension
 from .streams import Stream, jar_cookies
 from .target import Target
+from .tokens import CarryMode, carrier, carry_for, carry_tokens, children_tokens
 from .variables import carry_definitions, resolve_variables, split_carried
 
 __all__ = [
@@ -172,7 +173,7 @@ class Playlists:
         config: Config,
         clock: IReactorTime,
         signer: Signer,
-        prefetch: Callable[[Stream, str], None],
+        prefetch: Callable[[Stream, str, str], None],
         run_cpu: RunCpu = run_inline,
     ) -> None:
         self._run_cpu = run_cpu
@@ -215,7 +216,13 @@ class Playlists:
         if answer is None:
             gzip = {b"accept-encoding": b"gzip"}
             answer = await open_upstream(
-                stream, url, b"GET", gzip, self._clock, self._config.body_idle_timeout_s
+                stream,
+                url,
+                b"GET",
+                gzip,
+                self._clock,
+                self._config.body_idle_timeout_s,
+                target.carry,
             )
         if not target.strict and not answer.is_playlist:
             return Diverted(answer)
@@ -227,7 +234,14 @@ class Playlists:
         def rewrite() -> tuple[bytes, PlaylistInfo]:
             plan = self._heal_plan(stream, target, url, body, final_url)
             proxy_url = self.child_urls(
-                stream, url, resolved.carried, final_url, target.child, plan
+                stream,
+                url,
+                resolved.carried,
+                final_url,
+                target.child,
+                plan,
+                tokens=_children_carry(stream, target),
+                segment_ext=segment_extension(body),
             )
             rewritten = rewrite_playlist(body, final_url, proxy_url)
             return rewritten, plan.info or playlist_info(body, final_url)
@@ -239,8 +253,9 @@ class Playlists:
         if ttl_s > 0:
             self.cache.put(_key(stream, target), entry, len(rewritten), ttl_s)
         if self._config.prefetch and info.is_live:
+            tokens = _children_carry(stream, target)
             for segment_url in info.segment_urls[-self._config.prefetch :]:
-                self._prefetch(stream, segment_url)
+                self._prefetch(stream, segment_url, carry_for(tokens, target.url, segment_url))
         return entry
 
     async def fetch(self, stream: Stream, url: str) -> tuple[str, bytes]:
@@ -272,7 +287,7 @@ class Playlists:
         their entry URL and rendition, a healable live playlist's segments their sequence
         number. Decided by a byte search first: parsing comes after the bounds for others."""
         heal = self._config.heal and stream.spec.option("heal", "1") != "0"
-        entry_url = url if heal and target.child is None else None
+        entry_url = without_ll_hls(url) if heal and target.child is None else None
         lineage = target.child is not None and target.child.lineage is not None
         is_master, is_live = playlist_shape(body) if heal else (False, False)
         renditions = rendition_ids(body, final_url) if entry_url and is_master else {}
@@ -290,6 +305,8 @@ class Playlists:
         final_url: str | None = None,
         parent: ChildTarget | None = None,
         plan: HealPlan | None = None,
+        tokens: str = "",
+        segment_ext: str = "",
     ) -> ProxyUrl:
         """How the children of the document at `url` (fetched from `final_url`) are proxied:
         sealed child references, relative to `parent`'s proxy URL when there is one, with
@@ -300,9 +317,17 @@ class Playlists:
         reactor thread (`run_cpu`): it only reads its arguments.
         """
         plan = plan or HealPlan(None, {}, {}, None)
-        mint = self._signer.minter(stream.spec, final_url or url, parent, plan.entry_url).ref
         renditions, sequences = plan.renditions, plan.sequences
         tokens_from = url if carries_tokens(stream.spec, url) else None
+        carry = carrier(tokens, url)
+        mint = self._signer.minter(
+            stream.spec,
+            without_ll_hls(final_url or url),  # an entry's children keep their URLs on reload
+            parent,
+            plan.entry_url,
+            anchor_carry=tokens,
+            segment_extension=segment_ext,
+        ).ref
         max_uris = self._config.max_playlist_uris
         max_output = self._config.max_rewritten_bytes
         minted = 0
@@ -313,7 +338,13 @@ class Playlists:
             upstream_url = child_upstream_url(tokens_from, resolved)
             if carried and kind is UriKind.PLAYLIST:
                 upstream_url = carry_definitions(upstream_url, carried)
-            path = mint(upstream_url, kind, renditions.get(resolved), sequences.get(resolved))
+            path = mint(
+                upstream_url,
+                kind,
+                carry(upstream_url),
+                rendition=renditions.get(resolved),
+                sequence=sequences.get(resolved),
+            )
             minted += 1
             output += len(path)
             if len(path) > _MAX_CHILD_PATH_CHARS:
@@ -328,6 +359,24 @@ class Playlists:
             return path
 
         return proxy_url
+
+
+def _children_carry(stream: Stream, target: Target) -> str:
+    """The candidate tokens for this playlist's children; "" unless inherit_query is auto
+    (with `inherit_query=1` they are in the children's URLs already)."""
+    if stream_carry_mode(stream.spec) is not CarryMode.RETRY:
+        return ""
+    return children_tokens(target.url, target.carry)
+
+
+def without_ll_hls(url: str) -> str:
+    """`url` without the LL-HLS delivery directives (which change at every reload)."""
+    base, hash_sign, fragment = url.partition("#")
+    path, question, query = base.partition("?")
+    if "_HLS_" not in query:
+        return url
+    kept = [part for part in query.split("&") if part.partition("=")[0] not in LL_HLS_PARAMS]
+    return path + (question if kept else "") + "&".join(kept) + hash_sign + fragment
 
 
 def _write(request: Request, entry: PlaylistEntry) -> None:

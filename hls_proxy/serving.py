@@ -25,6 +25,7 @@ from .cache import ByteLru
 from .channels import LiveChannels, is_live_head
 from .config import Config
 from .cpu import runner_for
+from .disguise import reveal
 from .errors import ProxyError
 from .fanout import CachedBody, Diverted, FanOut, Opened
 from .heal import Healer
@@ -157,7 +158,10 @@ class Dispatcher:
                 return
             assert diverted.answer is not None  # the answer we gave it, found to be media
             answer = diverted.answer
-        write_head(request, media_head(answer.response, target.url, target.kind, target.authorized))
+        head = media_head(answer.response, target.url, target.kind, target.authorized)
+        if target.kind is UriKind.MEDIA and request.method != b"HEAD":
+            answer, head = await reveal(answer, head, self._clock, self._config.body_idle_timeout_s)
+        write_head(request, head)
         if request.method == b"HEAD":
             answer.body.discard()
             request.finish()
@@ -176,19 +180,27 @@ class Dispatcher:
             if value:
                 extra[name] = as_bytes(value)
         return await open_upstream(
-            stream, target.url, method, extra, self._clock, self._config.body_idle_timeout_s
+            stream,
+            target.url,
+            method,
+            extra,
+            self._clock,
+            self._config.body_idle_timeout_s,
+            target.carry,
         )
 
     async def _open_media(self, stream: Stream, target: Target) -> Opened | Diverted:
         """One upstream GET for the fan-out: its head decided, its body held."""
+        timeout_s = self._config.body_idle_timeout_s
         answer = await open_upstream(
-            stream, target.url, b"GET", {}, self._clock, self._config.body_idle_timeout_s
+            stream, target.url, b"GET", {}, self._clock, timeout_s, target.carry
         )
         if answer.is_playlist:
             return Diverted(answer)
-        return Opened(
-            media_head(answer.response, target.url, target.kind, target.authorized), answer.body
-        )
+        head = media_head(answer.response, target.url, target.kind, target.authorized)
+        if target.kind is UriKind.MEDIA:
+            answer, head = await reveal(answer, head, self._clock, timeout_s)
+        return Opened(head, answer.body)
 
     # Live channels (issue 14 part 2, channels.py): an endless TS answer to a shared GET
     # becomes a channel; every waiter of that fetch, and every later viewer, joins it.
@@ -219,7 +231,7 @@ class Dispatcher:
         """A young channel's body ended whole (a segment sent without a length): cache it."""
         self.fanout.cache.put(key, CachedBody(head, chunks, length), length, head.ttl_s)
 
-    def _prefetch(self, stream: Stream, url: str) -> None:
+    def _prefetch(self, stream: Stream, url: str, carry: str = "") -> None:
         """Warm the segment cache with `url` through the same coalescing path as viewers."""
-        target = Target(stream.spec, url, UriKind.MEDIA)
+        target = Target(stream.spec, url, UriKind.MEDIA, carry=carry)
         self.fanout.prefetch(_media_key(stream, target), lambda: self._open_media(stream, target))

@@ -16,16 +16,24 @@ served at the second shape (a URI listed as media that was a playlist) they are 
 `../<C>/<name>`. An entry playlist (`/playlist.m3u8?url=...`) has no X in its URL, so its
 media URIs are path-absolute `/p/2<X>/<C>/<name>` with X sealing the entry playlist.
 
+Keys get the first shape too, so an EXT-X-SESSION-KEY in a multivariant playlist and its
+EXT-X-KEY twin in a media playlist are one proxy URL (a player preloads the key by URI).
+
 Nothing is readable: X and C are AES-SIV (sealing.py), deterministic, so a URL stays the
-same from one rewrite to the next and caches keep working. The file name keeps the
-upstream extension because ffmpeg's HLS demuxer and ExoPlayer choose by it; it is not
-sealed but recomputed from the unsealed URL and compared, so any changed character in the
-path gives BadSignature (403) before anything is fetched.
+same from one rewrite to the next and caches keep working. The file name (names.py;
+a disguised segment's extension is recorded in C's first byte) is not sealed but
+recomputed from the unsealed URL and compared, so any changed character in the path
+gives BadSignature (403) before anything is fetched.
+
+A child may carry candidate token parameters (tokens.py): sealed after the URL in C
+(after a 0xFF byte, which UTF-8 never contains), and as a sixth element in X's document.
+C's delta is then taken from X's URL and X's own candidate, so a token shared down a
+playlist costs about nothing per URI. URLs without them are exactly what they were.
 
 Self-healing streams (heal.py) need two more facts, both optional so URLs minted without
 them still verify: X may seal a `Lineage` (the stream's entry URL and which rendition of
 it the playlist is; per playlist, so written once in X, never per segment), and a media C
-may carry its media sequence number (a varint, one to five bytes before sealing).
+may carry its media sequence number (`n` and a varint before its first byte).
 
 Format 1 (signing_v1.py, readable) still verifies for one release.
 """
@@ -35,13 +43,19 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
+from .names import (
+    PLAIN_MEDIA_EXTENSIONS,
+    base_name,
+    child_file_name,
+    name_suffix,
+    segment_extension,
+)
 from .playlist import UriKind
 from .sealing import DeltaEncoder, Sealer, _read_varint, _varint, apply_delta, open_any
 from .signing_v1 import (
@@ -61,6 +75,7 @@ __all__ = [
     "Signer",
     "StreamSpec",
     "child_file_name",
+    "segment_extension",
 ]
 
 FORMAT = "2"  # first character of X; format 1 stream parts always start `eN` (zlib)
@@ -68,24 +83,13 @@ _EXPIRY_STEP_S = 300
 _OPENED_MAX = 1024  # X values kept opened: about one per playlist being watched
 _KIND_BY_CHAR = {kind.value: kind for kind in UriKind}
 _KIND_BYTES = {kind: kind.value.encode("ascii") for kind in UriKind}
-# A media C with its media sequence number: this character, the number (varint), the delta.
+# C's first byte for a media URI named with its playlist's segment extension (not a
+# UriKind value: those are letters).
+_SEGMENT_MARKS = {"ts": b"\x01", "m4s": b"\x02"}
+_EXTENSION_BY_MARK = {mark[0]: extension for extension, mark in _SEGMENT_MARKS.items()}
+_CARRY_SEPARATOR = b"\xff"  # never in UTF-8, even with surrogatepass
+# A media C with its media sequence number: this byte and the number (varint) come first.
 _SEQUENCED = b"n"
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
-_SAFE_NAME_FULL = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,79}")
-_DEFAULT_EXTENSION = {
-    UriKind.PLAYLIST: "m3u8",
-    UriKind.MEDIA: "ts",
-    UriKind.KEY: "key",
-    UriKind.ASSET_LIST: "json",
-    UriKind.STEERING: "json",
-}
-# Extensions players recognise; anything else (.php, .jpg disguises) gets the kind's own.
-_MEDIA_EXTENSIONS = frozenset(
-    "ts m2ts mts m4s mp4 m4a m4v mov cmfv cmfa cmft aac ac3 ec3 eac3 mp3 mp2 flac ogg oga "
-    "ogv opus webm mkv vtt webvtt srt ttml dfxp xml json key bin m3u8 m3u mpd jpg jpeg png "
-    "gif webp gz".split()
-)
-_PLAYLIST_EXTENSIONS = frozenset({"m3u8", "m3u"})
 # Preset deflate dictionary for X: what a stream's JSON usually repeats (header names in
 # their sorted order, a browser's identity, URL and token syntax). Part of format 2:
 # changing it needs a new FORMAT, or URLs already handed out stop opening.
@@ -130,6 +134,13 @@ class Anchor:
     sealed: str  # X as written in the path, FORMAT included
     url: str  # the upstream URL X seals
     relative_prefix: str  # before `<C>/<name>`: "" under /p/X/name, "../" under /p/X/C/name
+    carry: str = ""  # X's candidate tokens
+
+    @property
+    def delta_base(self) -> bytes:
+        """What C's deltas are taken from: X's URL, and its candidate tokens if any."""
+        base = _utf8(self.url)
+        return base + _CARRY_SEPARATOR + _utf8(self.carry) if self.carry else base
 
 
 @attrs.frozen
@@ -153,28 +164,12 @@ class ChildTarget:
     kind: UriKind
     expires_s: int | None = None
     anchor: Anchor | None = None  # None for format 1
+    # Token parameters to append if the upstream refuses `url` as written (tokens.py).
+    carry: str = ""
+    # The media playlist's segment extension the file name was given ("" if none).
+    segment_extension: str = ""
     lineage: Lineage | None = None  # sealed in X: the children of a healable playlist
     sequence: int | None = None  # a segment's media sequence number, sealed in C
-
-
-def child_file_name(url: str, kind: UriKind) -> str:
-    """The last path segment of a child URL: the upstream file name, made safe.
-
-    The extension is kept when players know it; otherwise the kind's usual one is
-    appended (a variant at `index.php` becomes `index.php.m3u8`).
-    """
-    path = url.partition("#")[0].partition("?")[0]
-    if path.count("/") < 3:  # http://host with no path
-        path = ""
-    name = path.rpartition("/")[2]
-    if not _SAFE_NAME_FULL.fullmatch(name):
-        name = _SAFE_NAME.sub("_", name)[-80:].lstrip(".") or "index"
-    stem, dot, extension = name.rpartition(".")
-    extension = extension.lower() if dot and stem else ""
-    known = _PLAYLIST_EXTENSIONS if kind is UriKind.PLAYLIST else _MEDIA_EXTENSIONS
-    if extension not in known:
-        name = f"{name}.{_DEFAULT_EXTENSION[kind]}"
-    return name
 
 
 def _utf8(text: str) -> bytes:
@@ -186,8 +181,8 @@ def _child_sealer(sealer: Sealer, sealed_anchor: str) -> Sealer:
     return sealer.derive(b"C" + sealed_anchor.encode("ascii"))
 
 
-def _check_name(name: str, url: str, kind: UriKind) -> None:
-    if name != child_file_name(url, kind):
+def _check_name(name: str, target: ChildTarget) -> None:
+    if name != child_file_name(target.url, target.kind, target.segment_extension):
         raise BadSignature("bad signature")
 
 
@@ -196,48 +191,66 @@ class Minter:
 
     A playlist URI gets a standalone `/p/2X/name` of its own, so that its own children
     hang from it (short deltas: they share its directory and usually its token); there
-    are few per playlist. Media and keys hang from the playlist's anchor, sealed once
-    here (lazily: a master has none), so `ref` costs one AES-SIV of a few dozen bytes.
+    are few per playlist. So does a key: the same key URI in two playlists of a stream
+    is then one proxy URL. Media hang from the playlist's anchor, sealed once here
+    (lazily: a master has none), so `ref` costs one AES-SIV of a few dozen bytes.
     """
 
     def __init__(
         self,
         child_sealer: Callable[[str], Sealer],
-        standalone: Callable[[str, UriKind, str | None], str],
+        standalone: Callable[[str, UriKind, str, str | None], str],
         anchor: Callable[[], tuple[Anchor, str]],
+        segment_extension: str = "",
     ) -> None:
         self._sealer = child_sealer
         self._standalone = standalone
         self._anchor = anchor
+        self._segment_extension = segment_extension
+        self._segment_mark = _SEGMENT_MARKS.get(segment_extension, b"")
         self._seal: Callable[[bytes], str] | None = None
         self._delta: Callable[[bytes], bytes] = bytes
         self._prefix = ""
 
     def ref(
-        self, url: str, kind: UriKind, rendition: str | None = None, sequence: int | None = None
+        self,
+        url: str,
+        kind: UriKind,
+        carry: str = "",
+        *,
+        rendition: str | None = None,
+        sequence: int | None = None,
     ) -> str:
         """The reference to write in the playlist for absolute upstream `url`.
 
-        `/p/2X/name` for a playlist; for media and keys, relative (`C/name`, `../C/name`)
+        `/p/2X/name` for a playlist or a key; for media, relative (`C/name`, `../C/name`)
         inside a proxied playlist and path-absolute (`/p/2X/C/name`) inside an entry one.
-        Resolved against the playlist's proxy URL it verifies to exactly `url` and `kind`.
-        With a minter made with an `entry_url`, a playlist's `rendition` is sealed in its
-        X (its Lineage); a segment's `sequence` is sealed in its C.
+        Resolved against the playlist's proxy URL it verifies to exactly `url`, `kind`
+        and `carry` (the candidate token parameters, tokens.py). With a minter made with
+        an `entry_url`, a playlist's `rendition` is sealed in its X (its Lineage); a
+        segment's `sequence` is sealed in its C (heal.py).
         """
-        if kind is UriKind.PLAYLIST:
-            return self._standalone(url, kind, rendition)
+        if kind is not UriKind.MEDIA:
+            return self._standalone(url, kind, carry, rendition)
         seal = self._seal
         if seal is None:
             anchor, self._prefix = self._anchor()
             seal = self._seal = self._sealer(anchor.sealed).seal
-            self._delta = DeltaEncoder(_utf8(anchor.url)).encode
-        if sequence is not None and kind is UriKind.MEDIA and sequence >= 0:
-            head = _SEQUENCED + _varint(sequence)
+            self._delta = DeltaEncoder(anchor.delta_base).encode
+        name, extension = base_name(url)
+        mark = _KIND_BYTES[kind]
+        if extension in PLAIN_MEDIA_EXTENSIONS:  # the usual case, decided at once
+            suffix = ""
         else:
-            head = _KIND_BYTES[kind]
-        return f"{self._prefix}{seal(head + self._delta(_utf8(url)))}/" + (
-            child_file_name(url, kind)
-        )
+            suffix = name_suffix(kind, extension, self._segment_extension)
+            if self._segment_mark and suffix != name_suffix(kind, extension, ""):
+                mark = self._segment_mark  # verify must name it the same way
+        payload = _utf8(url)
+        if carry:
+            payload += _CARRY_SEPARATOR + _utf8(carry)
+        if sequence is not None and sequence >= 0:
+            mark = _SEQUENCED + _varint(sequence) + mark
+        return f"{self._prefix}{seal(mark + self._delta(payload))}/{name}{suffix}"
 
 
 class Signer:
@@ -283,6 +296,7 @@ class Signer:
         expires_s: int | None,
         url: str,
         kind: UriKind,
+        carry: str = "",
         lineage: Lineage | None = None,
     ) -> str:
         steps = 0 if expires_s is None else -(-expires_s // _EXPIRY_STEP_S)
@@ -293,10 +307,13 @@ class Signer:
             steps,
             kind.value + url,
         ]
+        if carry or lineage is not None:  # only then: an X without is as it was before
+            fields.append(carry)
         if lineage is not None:
             # An entry URL equal to the sealed one (an entry media playlist) is written "".
-            entry = "" if lineage.entry_url == url else lineage.entry_url
-            fields.append([entry, lineage.rendition])
+            fields.append(
+                ["" if lineage.entry_url == url else lineage.entry_url, lineage.rendition]
+            )
         document = json.dumps(
             fields,
             separators=(",", ":"),
@@ -339,7 +356,9 @@ class Signer:
             document = (inflate.decompress(packed) + inflate.flush()).decode(
                 "utf-8", "surrogatepass"
             )
-            options, headers, stream_id, steps, target, *more = json.loads(document)
+            options, headers, stream_id, steps, target, *rest = json.loads(document)
+            carry = str(rest[0]) if rest else ""
+            entry, rendition = rest[1] if len(rest) > 1 else (None, "")
             spec = StreamSpec(
                 str(stream_id),
                 tuple((str(k), str(v)) for k, v in headers),
@@ -347,15 +366,13 @@ class Signer:
             )
             kind = _KIND_BY_CHAR[target[:1]]
             expires_s = int(steps) * _EXPIRY_STEP_S or None
-            url = target[1:]
-            lineage = None
-            if more:  # minted with a Lineage (absent before self-healing streams)
-                entry, rendition = more[0]
-                lineage = Lineage(str(entry) or url, str(rendition))
         except (KeyError, ValueError, TypeError, zlib.error) as error:
             # Only reachable with our own key: a bug, never a forgery.
             raise BadSignature(f"undecodable proxy URL: {error}") from None
-        return ChildTarget(spec, url, kind, expires_s, Anchor(sealed, url, ""), lineage)
+        url = target[1:]
+        lineage = None if entry is None else Lineage(str(entry) or url, str(rendition))
+        anchor = Anchor(sealed, url, "", carry)
+        return ChildTarget(spec, url, kind, expires_s, anchor, carry, lineage=lineage)
 
     def minter(
         self,
@@ -363,47 +380,64 @@ class Signer:
         playlist_url: str,
         parent: ChildTarget | None = None,
         entry_url: str | None = None,
+        *,
+        anchor_carry: str = "",
+        segment_extension: str = "",
     ) -> Minter:
         """The minter for the URIs of one playlist of `stream`, fetched from `playlist_url`.
 
         `parent` is the verified target the playlist was requested by, None for an entry
         request. Under a format-2 parent, media refs are relative and `playlist_url` is
         unused (they hang from the parent's X); otherwise they are path-absolute under an
-        X sealing `playlist_url` (best: the final URL, the one the URIs resolve against).
-        Every URL minted keeps the parent's expiry; an entry (or a parent without one)
-        starts a new one. With `entry_url` (heal.py), playlist refs given a rendition seal
+        X sealing `playlist_url` (best: the final URL, the one the URIs resolve against)
+        and `anchor_carry` (best: the candidate tokens its children get, so their deltas
+        share it). Every URL minted keeps the parent's expiry; an entry (or a parent
+        without one) starts a new one. `segment_extension`: see `child_file_name`. With
+        `entry_url` (heal.py), playlist refs given a rendition seal
         `Lineage(entry_url, rendition)`, and an entry's own X `Lineage(entry_url, "")`.
         """
         if parent is not None and parent.stream != stream:
             raise ValueError("parent belongs to another stream")
         expires_s = self._inherited_expiry(parent)
 
-        def standalone(url: str, kind: UriKind, rendition: str | None) -> str:
+        def standalone(url: str, kind: UriKind, carry: str, rendition: str | None) -> str:
             lineage = None
             if entry_url is not None and rendition is not None:
                 lineage = Lineage(entry_url, rendition)
-            return self._path(stream, url, kind, expires_s, lineage)
+            return self._path(stream, url, kind, expires_s, carry, lineage)
 
         def anchor() -> tuple[Anchor, str]:
             if parent is not None and parent.anchor is not None:
                 return parent.anchor, parent.anchor.relative_prefix
+            # Not when the URL ends with it: the deltas share it there already, and an
+            # entry's X is written in full in every URI.
+            carry = "" if playlist_url.endswith(anchor_carry) else anchor_carry
             lineage = None
             if entry_url is not None and parent is None:
                 lineage = Lineage(entry_url, "")
-            sealed = self._seal_stream(stream, expires_s, playlist_url, UriKind.PLAYLIST, lineage)
-            return Anchor(sealed, playlist_url, ""), f"/p/{sealed}/"
+            sealed = self._seal_stream(
+                stream, expires_s, playlist_url, UriKind.PLAYLIST, carry, lineage
+            )
+            return Anchor(sealed, playlist_url, "", carry), f"/p/{sealed}/"
 
-        return Minter(lambda sealed: next(self._child_sealers(sealed)), standalone, anchor)
+        return Minter(
+            lambda sealed: next(self._child_sealers(sealed)), standalone, anchor, segment_extension
+        )
 
     def path(
-        self, stream: StreamSpec, url: str, kind: UriKind, parent: ChildTarget | None = None
+        self,
+        stream: StreamSpec,
+        url: str,
+        kind: UriKind,
+        parent: ChildTarget | None = None,
+        carry: str = "",
     ) -> str:
         """The standalone proxy path `/p/2X/name` of one URL (a link, a redirect target).
 
         Expiry as for `minter`: the parent's, else a new one.
         """
         expires_s = self._inherited_expiry(parent)
-        return self._path(stream, url, kind, expires_s)
+        return self._path(stream, url, kind, expires_s, carry)
 
     def _inherited_expiry(self, parent: ChildTarget | None) -> int | None:
         if parent is not None and parent.expires_s is not None:
@@ -416,9 +450,10 @@ class Signer:
         url: str,
         kind: UriKind,
         expires_s: int | None,
+        carry: str = "",
         lineage: Lineage | None = None,
     ) -> str:
-        sealed = self._seal_stream(stream, expires_s, url, kind, lineage)
+        sealed = self._seal_stream(stream, expires_s, url, kind, carry, lineage)
         return f"/p/{sealed}/{child_file_name(url, kind)}"
 
     def verify(self, segments: Sequence[str]) -> ChildTarget:
@@ -440,25 +475,34 @@ class Signer:
             if found is None:
                 raise BadSignature("bad signature")
             opened = found[1]
+            parent_anchor = anchor_target.anchor
+            assert parent_anchor is not None  # format 2 always has one
             try:
                 sequence = None
-                at = 1
+                at = 0
                 if opened[:1] == _SEQUENCED:
-                    kind = UriKind.MEDIA
                     sequence, at = _read_varint(opened, 1)
-                else:
-                    kind = _KIND_BY_CHAR[chr(opened[0])]
-                url = apply_delta(_utf8(anchor_target.url), opened[at:])
+                extension = _EXTENSION_BY_MARK.get(opened[at], "")
+                kind = UriKind.MEDIA if extension else _KIND_BY_CHAR[chr(opened[at])]
+                raw = apply_delta(parent_anchor.delta_base, opened[at + 1 :])
+                url, _, carry = raw.partition(_CARRY_SEPARATOR)
                 text = url.decode("utf-8", "surrogatepass")
+                carry_text = carry.decode("utf-8", "surrogatepass")
             except (KeyError, IndexError, ValueError) as error:
                 raise BadSignature(f"undecodable proxy URL: {error}") from None
-            anchor = Anchor(sealed, anchor_target.url, "../")
+            anchor = attrs.evolve(parent_anchor, relative_prefix="../")
             target = attrs.evolve(
-                anchor_target, url=text, kind=kind, anchor=anchor, sequence=sequence
+                anchor_target,
+                url=text,
+                kind=kind,
+                anchor=anchor,
+                carry=carry_text,
+                segment_extension=extension,
+                sequence=sequence,
             )
         else:
             raise BadSignature("malformed proxy URL")
-        _check_name(name, target.url, target.kind)
+        _check_name(name, target)
         return target
 
     # Format 1: verified for one release; `stream_part` + `child_path` mint it until every

@@ -28,6 +28,10 @@ class Target:
     # The verified child URL this request came in on (None for entry requests): its
     # children are minted relative to it, and inherit its expiry.
     child: ChildTarget | None = None
+    # Token parameters to append if the upstream refuses `url` (tokens.py): the child's.
+    carry: str = attrs.field(
+        default=attrs.Factory(lambda self: self.child.carry if self.child else "", takes_self=True)
+    )
 
     @property
     def wants_playlist(self) -> bool:

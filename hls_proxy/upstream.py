@@ -32,9 +32,10 @@ from twisted.web.client import (
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IResponse
 
-from .cookies import StreamCookies, origin_of
+from .cookies import Origin, StreamCookies, origin_of
 from .errors import ProxyError, bad_gateway, gateway_timeout
 from .redirects import redirect_target, split_userinfo, too_many_redirects
+from .tokens import append_query
 
 __all__ = ["HOP_BY_HOP", "Upstream", "new_instance_id", "split_userinfo"]
 
@@ -46,6 +47,9 @@ HOP_BY_HOP = frozenset(
 
 # Sent only to the origin they were given for (redirects.py).
 _CREDENTIALS = (b"authorization", b"cookie")
+# A child refused with one of these is tried once more with its candidate tokens.
+_REFUSED = (401, 403, 410)
+_TOKEN_ORIGINS_MAX = 64
 
 
 def new_instance_id() -> str:
@@ -163,6 +167,9 @@ class Upstream:
         # them, and whatever worked is remembered for the rest of the stream.
         self._derived = derived
         self._send_derived = True
+        # Origins of this stream that refused a child without its playlist's tokens and
+        # took it with them: later children there get them at once (tokens.py).
+        self._token_origins: set[Origin] = set()
         self._timeout_s = timeout_s
         self._max_redirects = max_redirects
         self.cookies = StreamCookies()
@@ -177,15 +184,31 @@ class Upstream:
         self._headers.setRawHeaders(b"via", [*self._headers.getRawHeaders(b"via", []), via])
 
     async def request(
-        self, url: str, method: bytes = b"GET", extra: dict[bytes, bytes] | None = None
+        self,
+        url: str,
+        method: bytes = b"GET",
+        extra: dict[bytes, bytes] | None = None,
+        carry: str = "",
     ) -> IResponse:
         """Send a request; the response arrives with its body not yet read.
 
         Time to headers is bounded by the stream's timeout; errors come out as
         ProxyError with the status the client should get. `url` may carry user:pass@,
-        sent as Basic authorization to that origin only.
+        sent as Basic authorization to that origin only. `carry`: token parameters to
+        append if the origin refuses `url` as written (then remembered for its origin).
         """
+        if carry and origin_of(url) in self._token_origins:
+            url, carry = append_query(url, carry), ""
         response = await self._send(url, method, extra, self._send_derived)
+        if carry and response.code in _REFUSED:
+            _discard_body(response)
+            origin = origin_of(url)
+            url = append_query(url, carry)
+            response = await self._send(url, method, extra, self._send_derived)
+            if response.code not in _REFUSED:
+                if len(self._token_origins) >= _TOKEN_ORIGINS_MAX:
+                    self._token_origins.clear()
+                self._token_origins.add(origin)
         if response.code in (401, 403) and self._derived:
             _discard_body(response)
             retry = await self._send(url, method, extra, not self._send_derived)

@@ -60,7 +60,10 @@ class IdentityTests(SynchronousTestCase):
         on = entry_stream(EntryRequest(url, {}), bypass_by_default=True)
         self.assertEqual(dict(on.headers)["origin"], "https://cdn.example")
         self.assertEqual(on.option("derived"), "origin,referer")
-        self.assertTrue(carries_tokens(on, url))
+        self.assertFalse(carries_tokens(on, url))  # auto: a candidate, not appended
+        self.assertTrue(
+            carries_tokens(entry_stream(EntryRequest(url, {}, {"inherit_query": "1"}), True), url)
+        )
         off = entry_stream(EntryRequest(url, {}, {"bypass": "0", "inherit_query": "0"}), True)
         self.assertNotIn("referer", dict(off.headers))
         self.assertFalse(carries_tokens(off, url))

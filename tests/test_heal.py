@@ -105,12 +105,12 @@ class ChildUrlTests(SynchronousTestCase):
         ids = rendition_ids(MASTER, master_url)
         minter = signer.minter(SPEC, master_url, None, ENTRY)
         variant_url = CDN + "v720.m3u8?t=1"
-        path = minter.ref(variant_url, UriKind.PLAYLIST, ids[variant_url])
+        path = minter.ref(variant_url, UriKind.PLAYLIST, rendition=ids[variant_url])
         variant = signer.verify(path[len("/p/") :].split("/"))
         self.assertEqual(variant.lineage, Lineage(ENTRY, ids[variant_url]))
         # Its segments hang from it: lineage from X, the sequence number from C.
         ref = signer.minter(SPEC, variant_url, variant).ref(
-            CDN + "seg1701.ts?t=1", UriKind.MEDIA, None, 1701
+            CDN + "seg1701.ts?t=1", UriKind.MEDIA, sequence=1701
         )
         segment_path = urlsplit(urljoin("http://proxy" + path, ref)).path
         segment = signer.verify(segment_path[len("/p/") :].split("/"))
@@ -131,7 +131,7 @@ class ChildUrlTests(SynchronousTestCase):
     def test_an_entry_media_playlist_is_its_own_lineage(self) -> None:
         signer = Signer(b"k")
         final = "https://cdn.example/tok/index.m3u8"
-        ref = signer.minter(SPEC, final, None, ENTRY).ref(CDN + "s.ts", UriKind.MEDIA, None, 7)
+        ref = signer.minter(SPEC, final, None, ENTRY).ref(CDN + "s.ts", UriKind.MEDIA, sequence=7)
         segment = signer.verify(ref[len("/p/") :].split("/"))
         self.assertEqual((segment.lineage, segment.sequence), (Lineage(ENTRY, ""), 7))
 
@@ -172,11 +172,11 @@ class HealerTests(SynchronousTestCase):
         self.variant_url = CDN + "v720.m3u8?t=1"
         rendition = rendition_ids(MASTER, master_url)[self.variant_url]
         path = signer.minter(SPEC, master_url, None, ENTRY).ref(
-            self.variant_url, UriKind.PLAYLIST, rendition
+            self.variant_url, UriKind.PLAYLIST, rendition=rendition
         )
         self.variant = signer.verify(path[len("/p/") :].split("/"))
         ref = signer.minter(SPEC, self.variant_url, self.variant).ref(
-            CDN + "seg11.ts?t=1", UriKind.MEDIA, None, 11
+            CDN + "seg11.ts?t=1", UriKind.MEDIA, sequence=11
         )
         segment = signer.verify(urlsplit(urljoin("http://p" + path, ref)).path[3:].split("/"))
         self.playlist_target = Target(SPEC, self.variant_url, UriKind.PLAYLIST, child=self.variant)

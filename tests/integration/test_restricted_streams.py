@@ -14,7 +14,7 @@ from twisted.web.static import File
 
 from . import hls_media
 from .harness import client, proxied_url, start_origin, start_proxy
-from .origin import Body
+from .origin import Body, Scripted
 from .test_ffmpeg_playback import framemd5
 
 Check = Callable[[Request], bool]
@@ -95,11 +95,57 @@ class RestrictedStreamTests(TestCase):
             def has_token(request: Request) -> bool:
                 return request.uri.decode().endswith(token)
 
-            origin, _ = start_origin(self, Locked(hls_media.ts_vod(), has_token))
             proxy = start_proxy(self)
-            entry = f"{origin}/master.m3u8?{token}"
-            self.assertTrue(await self._plays(entry, proxy))
-            self.assertFalse(await self._plays(entry, proxy, inherit_query="0"))
+            for switch, plays, refusals in (("", True, 1), ("1", True, 0), ("0", False, None)):
+                locked = Locked(hls_media.ts_vod(), has_token)
+                origin, recording = start_origin(self, locked)
+                entry = f"{origin}/master.m3u8?{token}"
+                extra = {"inherit_query": switch} if switch else {}
+                self.assertEqual(await self._plays(entry, proxy, **extra), plays, switch)
+                if refusals is None:
+                    continue
+                # By default the variant, listed without the token, is refused once; then
+                # the stream knows this host needs it and every later child has it at once.
+                self.assertEqual(locked.refused, refusals, switch)
+                without = [path for path in recording.paths() if not path.endswith(token)]
+                self.assertEqual(len(without), refusals, without)
+
+        return Deferred.fromCoroutine(go())
+
+    def test_an_origin_that_checks_the_exact_query_gets_the_uris_as_written(
+        self,
+    ) -> Deferred[None]:
+        async def go() -> None:
+            media = hls_media.ts_vod() / "v0"
+            queries = ["X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=5eg{n}", "session=1", ""]
+            files: dict[str, tuple[Path, bytes]] = {}
+            lines = []
+            for line in (media / "index.m3u8").read_text().splitlines():
+                if line.endswith(".ts"):
+                    query = queries[len(files) % len(queries)].format(n=len(files))
+                    line = f"{line}?{query}" if query else line
+                    files["/v0/" + line] = (media / line.partition("?")[0], b"video/mp2t")
+                lines.append(line)
+            playlist = "\n".join(lines).encode() + b"\n"
+            entry_path = "/v0/index.m3u8?token=T0k&Expires=1999999999"
+
+            def exact(request: Request) -> bytes:
+                uri = request.uri.decode()
+                if uri == entry_path:
+                    return playlist
+                if uri not in files:  # S3 and GCS: any other query is SignatureDoesNotMatch
+                    request.setResponseCode(403)
+                    return b"SignatureDoesNotMatch"
+                path, content_type = files[uri]
+                request.setHeader(b"content-type", content_type)
+                return path.read_bytes()
+
+            origin, recording = start_origin(self, Scripted(exact))
+            proxy = start_proxy(self)
+            self.assertTrue(await self._plays(origin + entry_path, proxy))
+            self.assertEqual(sorted(set(recording.paths())), sorted([entry_path, *files]))
+            # The old rule (every child gets the playlist's tokens) breaks this origin.
+            self.assertFalse(await self._plays(origin + entry_path, proxy, inherit_query="1"))
 
         return Deferred.fromCoroutine(go())
 

@@ -144,30 +144,32 @@ async def until(condition: Callable[[], bool], what: str, seconds: float = 5.0) 
 
 @attrs.frozen
 class _Wait:
-    condition: Callable[[], bool]
-    result: Callable[[], Any]
+    probe: Callable[[], Any]
     fired: Deferred[Any]
 
 
 class Waits:
-    """Deferreds that fire when a watched condition becomes true: a fresh one per waiter,
-    cancellable (so `within` can give up), checked whenever the owner calls `changed`."""
+    """Deferreds that fire with the first value of `probe()` that is not None: a fresh one
+    per waiter, cancellable (so `within` can give up), probed whenever the owner calls
+    `changed`."""
 
     def __init__(self) -> None:
         self._pending: list[_Wait] = []
 
-    def until(self, condition: Callable[[], bool], result: Callable[[], T]) -> Deferred[T]:
-        if condition():
-            return succeed(result())
-        wait = _Wait(condition, result, Deferred(lambda _: self._forget(wait)))
+    def until(self, probe: Callable[[], T | None]) -> Deferred[T]:
+        value = probe()
+        if value is not None:
+            return succeed(value)
+        wait = _Wait(probe, Deferred(lambda _: self._forget(wait)))
         self._pending.append(wait)
         return wait.fired
 
     def changed(self) -> None:
         for wait in list(self._pending):
-            if wait in self._pending and wait.condition():
+            value = wait.probe() if wait in self._pending else None
+            if value is not None:
                 self._pending.remove(wait)
-                wait.fired.callback(wait.result())
+                wait.fired.callback(value)
 
     def _forget(self, wait: _Wait) -> None:
         if wait in self._pending:
@@ -204,7 +206,7 @@ class RawClient(Protocol):
         self._waits.changed()
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
-        self.reason = reason.type  # type: ignore[assignment]
+        self.reason = reason.type
         self._waits.changed()
 
     @property
@@ -220,10 +222,10 @@ class RawClient(Protocol):
     @property
     def closed(self) -> Deferred[type[BaseException]]:
         """Fires with the reason's type once the connection is gone (a fresh Deferred)."""
-        return self._waits.until(lambda: self.reason is not None, lambda: self.reason)
+        return self._waits.until(lambda: self.reason)
 
     def received_at_least(self, count: int) -> Deferred[int]:
-        return self._waits.until(lambda: self.received >= count, lambda: self.received)
+        return self._waits.until(lambda: self.received if self.received >= count else None)
 
 
 def http_get(path: str) -> bytes:

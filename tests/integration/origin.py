@@ -136,12 +136,10 @@ class Streaming(Resource):
     @property
     def disconnected(self) -> Deferred[float]:
         """Fires with the reactor time the proxy hung up (a fresh Deferred per read)."""
-        return self.waits.until(
-            lambda: self.disconnected_at is not None, lambda: self.disconnected_at
-        )
+        return self.waits.until(lambda: self.disconnected_at)
 
     def sent_at_least(self, count: int) -> Deferred[int]:
-        return self.waits.until(lambda: self.sent >= count, lambda: self.sent)
+        return self.waits.until(lambda: self.sent if self.sent >= count else None)
 
     def abort(self) -> None:
         """Drop every open response's connection, as an upstream that dies does."""
@@ -156,7 +154,7 @@ class Streaming(Resource):
 
         def gone(_: object) -> None:
             writer.stopped = True
-            self.disconnected_at = reactor.seconds()  # type: ignore[attr-defined]
+            self.disconnected_at = reactor.seconds()
             self.waits.changed()
 
         def ended(_: object) -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "Waits",
     "client",
     "connect",
+    "happens_within",
     "http_get",
     "later",
     "listen",

@@ -6,7 +6,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from hls_proxy.disguise import MAX_PREFIX_BYTES, PrefixScan, could_be_image
 
-from .test_relay import Harness, segment_path
+from .test_relay import Segment
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + bytes(range(13)) + b"G" * 3 + b"IEND"
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x47\x00" * 50 + b"\xff\xd9"
@@ -66,24 +66,22 @@ class PrefixScanTests(SynchronousTestCase):
 class RelayedTests(SynchronousTestCase):
     def test_a_png_prefix_is_dropped_and_the_length_follows(self) -> None:
         body = PNG + ts(30)
-        proxy = Harness(self)
-        proxy.get(segment_path())
+        segment = Segment(self)
         head = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n"
-        proxy.answer_upstream(head % len(body) + body[:100])
-        self.assertEqual(proxy.client.value(), b"")  # held until it is clear
-        proxy.upstream_protocol.dataReceived(body[100:])
-        answer = proxy.client.value()
+        _, upstream = segment.answer(head % len(body) + body[:100])
+        self.assertEqual(segment.client.value(), b"")  # held until it is clear
+        upstream.dataReceived(body[100:])
+        answer = segment.client.value()
         headers, _, relayed = answer.partition(b"\r\n\r\n")
         self.assertEqual(relayed, ts(30))
         self.assertIn(b"Content-Length: %d" % len(ts(30)), headers)
         self.assertIn(b"Content-Type: video/mp2t", headers)
 
     def test_ts_sent_as_an_image_type_is_said_to_be_ts(self) -> None:
-        proxy = Harness(self)
-        proxy.get(segment_path())
+        segment = Segment(self)
         body = ts(3)
         head = b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
-        proxy.answer_upstream(head % len(body) + body)
-        headers, _, relayed = proxy.client.value().partition(b"\r\n\r\n")
+        segment.answer(head % len(body) + body)
+        headers, _, relayed = segment.client.value().partition(b"\r\n\r\n")
         self.assertEqual(relayed, body)
         self.assertIn(b"Content-Type: video/mp2t", headers)

@@ -6,7 +6,6 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 from twisted.web.static import File
 
@@ -65,20 +64,14 @@ class BrowserPlaybackTests(TestCase):
         for seen in recording.seen:
             self.assertEqual(seen.headers.get("referer"), origin + "/", seen.path)
 
-    def test_ts_stream(self) -> Deferred[None]:
-        return Deferred.fromCoroutine(self._plays(hls_media.ts_vod, "master.m3u8", "browser-ts"))
+    async def test_ts_stream(self) -> None:
+        await self._plays(hls_media.ts_vod, "master.m3u8", "browser-ts")
 
-    def test_fmp4_with_alternate_audio(self) -> Deferred[None]:
-        return Deferred.fromCoroutine(
-            self._plays(hls_media.fmp4_alternate_audio, "master.m3u8", "browser-fmp4-audio")
-        )
+    async def test_fmp4_with_alternate_audio(self) -> None:
+        await self._plays(hls_media.fmp4_alternate_audio, "master.m3u8", "browser-fmp4-audio")
 
-    def test_with_an_api_key_the_page_plays_and_links_do_not_carry_it(self) -> Deferred[None]:
-        return Deferred.fromCoroutine(
-            self._plays(hls_media.ts_vod, "master.m3u8", "browser-api-key", api_key="k-123")
-        )
+    async def test_with_an_api_key_the_page_plays_and_links_do_not_carry_it(self) -> None:
+        await self._plays(hls_media.ts_vod, "master.m3u8", "browser-api-key", api_key="k-123")
 
-    def test_aes_128_stream(self) -> Deferred[None]:
-        return Deferred.fromCoroutine(
-            self._plays(hls_media.aes_vod, "enc/index.m3u8", "browser-aes")
-        )
+    async def test_aes_128_stream(self) -> None:
+        await self._plays(hls_media.aes_vod, "enc/index.m3u8", "browser-aes")

@@ -8,7 +8,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 from twisted.web.server import Request
 from twisted.web.static import File
@@ -51,77 +50,63 @@ def live_window(segments: Path, window: int = 3) -> Scripted:
 class PlayerTests(TestCase):
     timeout = 120
 
-    def test_vlc_remuxes_a_proxied_stream_that_ffprobe_reads_back(self) -> Deferred[None]:
-        async def go() -> None:
-            vlc = require_tool("cvlc")
-            ffprobe = require_tool("ffprobe")
-            origin, _ = start_origin(self, File(str(hls_media.ts_vod())))
-            proxy = start_proxy(self)
-            out_dir = Path(tempfile.mkdtemp(prefix="hlsproxy-vlc-"))
-            self.addCleanup(shutil.rmtree, out_dir, True)
-            out_dir.chmod(0o777)
-            output = out_dir / "out.ts"
-            executable, arguments = as_unprivileged([
-                vlc, "-I", "dummy", "--no-interact", proxied_url(proxy, origin + "/master.m3u8"),
-                "--sout", f"#std{{access=file,mux=ts,dst={output}}}", "--play-and-exit", "vlc://quit",
-            ])  # fmt: skip
-            _, err, code = await run_process(executable, arguments)
-            self.assertEqual(code, 0, err.decode(errors="replace")[-2000:])
-            probe, _, probe_code = await run_process(
-                ffprobe,
-                ["-v", "error", "-show_streams", "-show_format", "-of", "json", str(output)],
-            )
-            self.assertEqual(probe_code, 0)
-            info = json.loads(probe)
-            kinds = sorted(stream["codec_type"] for stream in info["streams"])
-            self.assertEqual(kinds, ["audio", "video"])
-            self.assertGreater(float(info["format"]["duration"]), 3.0)
+    async def test_vlc_remuxes_a_proxied_stream_that_ffprobe_reads_back(self) -> None:
+        vlc = require_tool("cvlc")
+        ffprobe = require_tool("ffprobe")
+        origin, _ = start_origin(self, File(str(hls_media.ts_vod())))
+        proxy = start_proxy(self)
+        out_dir = Path(tempfile.mkdtemp(prefix="hlsproxy-vlc-"))
+        self.addCleanup(shutil.rmtree, out_dir, True)
+        out_dir.chmod(0o777)
+        output = out_dir / "out.ts"
+        executable, arguments = as_unprivileged([
+            vlc, "-I", "dummy", "--no-interact", proxied_url(proxy, origin + "/master.m3u8"),
+            "--sout", f"#std{{access=file,mux=ts,dst={output}}}", "--play-and-exit", "vlc://quit",
+        ])  # fmt: skip
+        _, err, code = await run_process(executable, arguments)
+        self.assertEqual(code, 0, err.decode(errors="replace")[-2000:])
+        probe, _, probe_code = await run_process(
+            ffprobe,
+            ["-v", "error", "-show_streams", "-show_format", "-of", "json", str(output)],
+        )
+        self.assertEqual(probe_code, 0)
+        info = json.loads(probe)
+        kinds = sorted(stream["codec_type"] for stream in info["streams"])
+        self.assertEqual(kinds, ["audio", "video"])
+        self.assertGreater(float(info["format"]["duration"]), 3.0)
 
-        return Deferred.fromCoroutine(go())
+    async def test_mpv_plays_a_proxied_stream_to_its_end(self) -> None:
+        mpv = require_tool("mpv")
+        origin, recording = start_origin(self, File(str(hls_media.fmp4_vod())))
+        proxy = start_proxy(self)
+        _, err, code = await run_process(
+            mpv, ["--no-config", "--vo=null", "--ao=null", "--really-quiet",
+                  proxied_url(proxy, origin + "/index.m3u8")],
+        )  # fmt: skip
+        self.assertEqual(code, 0, err.decode(errors="replace")[-2000:])
+        self.assertIn("/seg003.m4s", recording.paths())  # it played to the last segment
 
-    def test_mpv_plays_a_proxied_stream_to_its_end(self) -> Deferred[None]:
-        async def go() -> None:
-            mpv = require_tool("mpv")
-            origin, recording = start_origin(self, File(str(hls_media.fmp4_vod())))
-            proxy = start_proxy(self)
-            _, err, code = await run_process(
-                mpv, ["--no-config", "--vo=null", "--ao=null", "--really-quiet",
-                      proxied_url(proxy, origin + "/index.m3u8")],
-            )  # fmt: skip
-            self.assertEqual(code, 0, err.decode(errors="replace")[-2000:])
-            self.assertIn("/seg003.m4s", recording.paths())  # it played to the last segment
+    async def test_ffmpeg_byte_range_single_file_stream(self) -> None:
+        origin, recording = start_origin(self, File(str(hls_media.ts_single_file())))
+        proxy = start_proxy(self)
+        direct = await framemd5(origin + "/index.m3u8")
+        proxied = await framemd5(proxied_url(proxy, origin + "/index.m3u8"))
+        self.assertEqual(proxied, direct)
+        ranges = [seen.headers.get("range") for seen in recording.seen if seen.path == "/index.ts"]
+        self.assertTrue(all(ranges), ranges)  # every segment read was a byte range
 
-        return Deferred.fromCoroutine(go())
-
-    def test_ffmpeg_byte_range_single_file_stream(self) -> Deferred[None]:
-        async def go() -> None:
-            origin, recording = start_origin(self, File(str(hls_media.ts_single_file())))
-            proxy = start_proxy(self)
-            direct = await framemd5(origin + "/index.m3u8")
-            proxied = await framemd5(proxied_url(proxy, origin + "/index.m3u8"))
-            self.assertEqual(proxied, direct)
-            ranges = [
-                seen.headers.get("range") for seen in recording.seen if seen.path == "/index.ts"
-            ]
-            self.assertTrue(all(ranges), ranges)  # every segment read was a byte range
-
-        return Deferred.fromCoroutine(go())
-
-    def test_ffmpeg_reads_a_live_sliding_window_for_seconds(self) -> Deferred[None]:
-        async def go() -> None:
-            ffmpeg = require_tool("ffmpeg")
-            segments = hls_media.ts_segments(12)
-            files = File(str(segments))
-            files.putChild(b"live.m3u8", live_window(segments))
-            origin, recording = start_origin(self, files)
-            proxy = start_proxy(self)
-            _, err, code = await run_process(
-                ffmpeg, ["-nostdin", "-v", "error", "-i", proxied_url(proxy, origin + "/live.m3u8"),
-                         "-t", "6", "-f", "null", "-"],
-            )  # fmt: skip
-            self.assertEqual(code, 0, err.decode(errors="replace")[-2000:])
-            playlist_fetches = recording.paths().count("/live.m3u8")
-            self.assertGreaterEqual(playlist_fetches, 3)  # it kept reloading the live window
-            self.assertIn("/seg005.ts", recording.paths())
-
-        return Deferred.fromCoroutine(go())
+    async def test_ffmpeg_reads_a_live_sliding_window_for_seconds(self) -> None:
+        ffmpeg = require_tool("ffmpeg")
+        segments = hls_media.ts_segments(12)
+        files = File(str(segments))
+        files.putChild(b"live.m3u8", live_window(segments))
+        origin, recording = start_origin(self, files)
+        proxy = start_proxy(self)
+        _, err, code = await run_process(
+            ffmpeg, ["-nostdin", "-v", "error", "-i", proxied_url(proxy, origin + "/live.m3u8"),
+                     "-t", "6", "-f", "null", "-"],
+        )  # fmt: skip
+        self.assertEqual(code, 0, err.decode(errors="replace")[-2000:])
+        playlist_fetches = recording.paths().count("/live.m3u8")
+        self.assertGreaterEqual(playlist_fetches, 3)  # it kept reloading the live window
+        self.assertIn("/seg005.ts", recording.paths())

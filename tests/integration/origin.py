@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
+
+from .harness import Waits
 
 __all__ = ["Body", "Redirect", "Scripted", "Streaming", "Tree"]
 
@@ -82,11 +85,12 @@ class Tree(Resource):
 
 @implementer(IPushProducer)
 class _CountingWriter:
-    """Writes `total` bytes in chunks as fast as the consumer takes them, counting."""
+    """Writes the body in chunks as fast as the consumer takes them, counting."""
 
-    def __init__(self, owner: Streaming, request: Request) -> None:
+    def __init__(self, owner: Streaming, request: Request, until: int) -> None:
         self.owner = owner
         self.request = request
+        self.until = until  # then stop writing (the whole body, or where it holds)
         self.paused = False
         self.stopped = False
 
@@ -102,10 +106,11 @@ class _CountingWriter:
 
     def pump(self) -> None:
         chunk = b"\x47" * 65536
-        while not self.paused and not self.stopped and self.owner.sent < self.owner.total:
-            size = min(len(chunk), self.owner.total - self.owner.sent)
+        while not self.paused and not self.stopped and self.owner.sent < self.until:
+            size = min(len(chunk), self.until - self.owner.sent)
             self.owner.sent += size
             self.request.write(chunk[:size])
+        self.owner.waits.changed()
         if self.owner.sent >= self.owner.total and not self.stopped:
             self.stopped = True
             self.request.unregisterProducer()
@@ -113,38 +118,49 @@ class _CountingWriter:
 
 
 class Streaming(Resource):
-    """A large body streamed with backpressure; records bytes sent and disconnects."""
+    """A large body streamed with backpressure. Tests wait on events: `sent_at_least(n)`,
+    `disconnected` (the proxy hung up); `hold_after` bytes in, it sends nothing more until
+    the test calls `abort()` (an upstream that dies mid-body)."""
 
     isLeaf = True
 
-    def __init__(self, total: int, fail_after: int | None = None) -> None:
+    def __init__(self, total: int, hold_after: int | None = None) -> None:
         super().__init__()
         self.total = total
         self.sent = 0
-        self.fail_after = fail_after
+        self.hold_after = hold_after
         self.disconnected_at: float | None = None
+        self.waits = Waits()
+        self._open: list[Request] = []
+
+    @property
+    def disconnected(self) -> Deferred[float]:
+        """Fires with the reactor time the proxy hung up (a fresh Deferred per read)."""
+        return self.waits.until(lambda: self.disconnected_at)
+
+    def sent_at_least(self, count: int) -> Deferred[int]:
+        return self.waits.until(lambda: self.sent if self.sent >= count else None)
+
+    def abort(self) -> None:
+        """Drop every open response's connection, as an upstream that dies does."""
+        for request in self._open:
+            request.channel.transport.abortConnection()  # type: ignore[union-attr]
 
     def render_GET(self, request: Request) -> int:
         request.setHeader(b"content-type", b"video/mp2t")
         request.setHeader(b"content-length", b"%d" % self.total)
-        writer = _CountingWriter(self, request)
+        writer = _CountingWriter(self, request, self.hold_after or self.total)
+        self._open.append(request)
 
         def gone(_: object) -> None:
             writer.stopped = True
-            self.disconnected_at = reactor.seconds()  # type: ignore[attr-defined]
+            self.disconnected_at = reactor.seconds()
+            self.waits.changed()
 
-        request.notifyFinish().addErrback(gone)
-        if self.fail_after is not None:
-            self.total_before_failure = self.fail_after
+        def ended(_: object) -> None:
+            self._open.remove(request)
 
-            def fail() -> None:
-                writer.stopped = True
-                request.channel.transport.abortConnection()  # type: ignore[union-attr]
-
-            request.write(b"\x47" * self.fail_after)
-            self.sent = self.fail_after
-            reactor.callLater(0.05, fail)  # type: ignore[attr-defined]
-            return NOT_DONE_YET
+        request.notifyFinish().addErrback(gone).addBoth(ended)
         request.registerProducer(writer, True)
         writer.pump()
         return NOT_DONE_YET

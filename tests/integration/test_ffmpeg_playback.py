@@ -6,7 +6,6 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 from twisted.web.static import File
 
@@ -48,11 +47,11 @@ class FfmpegPlaybackTests(TestCase):
         body = await (await client(self).get(proxied_url(proxy, f"{origin}/{playlist}"))).content()
         self.assertNotIn(origin.split("//")[1].encode(), body)
 
-    def test_ts_through_a_master_playlist(self) -> Deferred[None]:
-        return Deferred.fromCoroutine(self._same_frames(hls_media.ts_vod, "master.m3u8"))
+    async def test_ts_through_a_master_playlist(self) -> None:
+        await self._same_frames(hls_media.ts_vod, "master.m3u8")
 
-    def test_fmp4_with_an_init_map(self) -> Deferred[None]:
-        return Deferred.fromCoroutine(self._same_frames(hls_media.fmp4_vod, "index.m3u8"))
+    async def test_fmp4_with_an_init_map(self) -> None:
+        await self._same_frames(hls_media.fmp4_vod, "index.m3u8")
 
-    def test_aes_128_with_a_relative_key(self) -> Deferred[None]:
-        return Deferred.fromCoroutine(self._same_frames(hls_media.aes_vod, "enc/index.m3u8"))
+    async def test_aes_128_with_a_relative_key(self) -> None:
+        await self._same_frames(hls_media.aes_vod, "enc/index.m3u8")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-from twisted.internet.defer import Deferred
 from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -31,70 +30,63 @@ def sample(text: str, name: str, **labels: str) -> float:
 
 
 class MetricsAndLogTests(TestCase):
-    def test_requests_upstreams_cache_and_refusals_are_counted_and_logs_hold_no_url(
+    async def test_requests_upstreams_cache_and_refusals_are_counted_and_logs_hold_no_url(
         self,
-    ) -> Deferred[None]:
-        async def go() -> None:
-            events: list[LogEvent] = []
-            globalLogPublisher.addObserver(events.append)
-            self.addCleanup(globalLogPublisher.removeObserver, events.append)
-            origin, _ = start_origin(
-                self,
-                Tree({"/live.m3u8": Body(PLAYLIST), "/seg.ts": Body(b"S" * 1000, b"video/mp2t")}),
+    ) -> None:
+        events: list[LogEvent] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        origin, _ = start_origin(
+            self,
+            Tree({"/live.m3u8": Body(PLAYLIST), "/seg.ts": Body(b"S" * 1000, b"video/mp2t")}),
+        )
+        proxy = start_proxy(self)
+        http = client(self)
+        playlist = await (
+            await http.get(
+                proxied_url(proxy, origin + "/live.m3u8"),
+                headers={"User-Agent": "VLC/3.0.20 LibVLC/3.0.20"},
             )
-            proxy = start_proxy(self)
-            http = client(self)
-            playlist = await (
-                await http.get(
-                    proxied_url(proxy, origin + "/live.m3u8"),
-                    headers={"User-Agent": "VLC/3.0.20 LibVLC/3.0.20"},
-                )
-            ).content()
-            [segment] = re.findall(rb"^/p/\S+$", playlist, re.M)
-            for _ in range(2):
-                self.assertEqual(
-                    await (await http.get(proxy + segment.decode())).content(), b"S" * 1000
-                )
-            refused_proxy = start_proxy(self, allow_private=False)
-            await (await http.get(proxied_url(refused_proxy, origin + "/live.m3u8"))).content()
-            text = (await (await http.get(proxy + "/metrics")).content()).decode()
+        ).content()
+        [segment] = re.findall(rb"^/p/\S+$", playlist, re.M)
+        for _ in range(2):
             self.assertEqual(
-                sample(text, "hlsproxy_requests_total", endpoint="playlist", status="200"), 1
+                await (await http.get(proxy + segment.decode())).content(), b"S" * 1000
             )
-            self.assertEqual(
-                sample(text, "hlsproxy_requests_total", endpoint="child", status="200"), 2
-            )
-            self.assertEqual(sample(text, "hlsproxy_upstream_requests_total", outcome="2xx"), 2)
-            self.assertEqual(sample(text, "hlsproxy_cache_hits_total"), 1)
-            self.assertEqual(sample(text, "hlsproxy_cache_misses_total"), 1)
-            self.assertEqual(sample(text, "hlsproxy_cache_bytes"), 1000)
-            self.assertEqual(sample(text, "hlsproxy_active_streams"), 1)
-            self.assertGreaterEqual(sample(text, "hlsproxy_client_connections"), 1)
-            self.assertEqual(
-                sample(text, "hlsproxy_time_to_first_byte_seconds_count", endpoint="child"), 2
-            )
-            self.assertGreaterEqual(sample(text, "hlsproxy_sent_bytes_total"), 2000)
-            refused_text = (await (await http.get(refused_proxy + "/metrics")).content()).decode()
-            self.assertEqual(sample(refused_text, "hlsproxy_ssrf_refusals_total"), 1)
-            lines = [
-                formatEvent(event)
-                for event in events
-                if event.get("log_namespace") == "hlsproxy.access"
-            ]
-            self.assertTrue(
-                any(
-                    line.startswith("GET playlist 200 ") and "player=vlc" in line for line in lines
-                ),
-                lines,
-            )
-            self.assertTrue(any(line.startswith("GET child 200 1000B") for line in lines), lines)
-            for line in lines:
-                self.assertNotIn("SECRET", line)
-                self.assertNotIn(origin.split("//")[1], line)  # no upstream host:port
-                self.assertNotIn("/p/", line)
-                self.assertRegex(line, r"stream=(-|[A-Za-z0-9_-]{12})")
-
-        return Deferred.fromCoroutine(go())
+        refused_proxy = start_proxy(self, allow_private=False)
+        await (await http.get(proxied_url(refused_proxy, origin + "/live.m3u8"))).content()
+        text = (await (await http.get(proxy + "/metrics")).content()).decode()
+        self.assertEqual(
+            sample(text, "hlsproxy_requests_total", endpoint="playlist", status="200"), 1
+        )
+        self.assertEqual(sample(text, "hlsproxy_requests_total", endpoint="child", status="200"), 2)
+        self.assertEqual(sample(text, "hlsproxy_upstream_requests_total", outcome="2xx"), 2)
+        self.assertEqual(sample(text, "hlsproxy_cache_hits_total"), 1)
+        self.assertEqual(sample(text, "hlsproxy_cache_misses_total"), 1)
+        self.assertEqual(sample(text, "hlsproxy_cache_bytes"), 1000)
+        self.assertEqual(sample(text, "hlsproxy_active_streams"), 1)
+        self.assertGreaterEqual(sample(text, "hlsproxy_client_connections"), 1)
+        self.assertEqual(
+            sample(text, "hlsproxy_time_to_first_byte_seconds_count", endpoint="child"), 2
+        )
+        self.assertGreaterEqual(sample(text, "hlsproxy_sent_bytes_total"), 2000)
+        refused_text = (await (await http.get(refused_proxy + "/metrics")).content()).decode()
+        self.assertEqual(sample(refused_text, "hlsproxy_ssrf_refusals_total"), 1)
+        lines = [
+            formatEvent(event)
+            for event in events
+            if event.get("log_namespace") == "hlsproxy.access"
+        ]
+        self.assertTrue(
+            any(line.startswith("GET playlist 200 ") and "player=vlc" in line for line in lines),
+            lines,
+        )
+        self.assertTrue(any(line.startswith("GET child 200 1000B") for line in lines), lines)
+        for line in lines:
+            self.assertNotIn("SECRET", line)
+            self.assertNotIn(origin.split("//")[1], line)  # no upstream host:port
+            self.assertNotIn("/p/", line)
+            self.assertRegex(line, r"stream=(-|[A-Za-z0-9_-]{12})")
 
 
 class PlayerKindTests(SynchronousTestCase):

@@ -10,19 +10,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from treq.client import HTTPClient
-from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.ssl import Certificate
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+from twisted.web.client import BrowserLikePolicyForHTTPS
 from twisted.web.server import Site
 
 from hls_proxy.config import Config
 from hls_proxy.service import build_site
 
-from .harness import proxied_url, reactor
+from .harness import client, proxied_url, reactor
 from .origin import Body, Tree
 
 
@@ -74,10 +72,7 @@ async def listen_tls(case: TestCase, site: Site, key: str, cert: str) -> int:
 class TlsTests(TestCase):
     def setUp(self) -> None:
         self.key, self.cert, self.pem = self_signed(FilePath(self.mktemp()))
-        pool = HTTPConnectionPool(reactor)
-        self.addCleanup(pool.closeCachedConnections)
-        policy = BrowserLikePolicyForHTTPS(trustRoot=Certificate.loadPEM(self.pem))
-        self.http = HTTPClient(Agent(reactor, contextFactory=policy, pool=pool))
+        self.http = client(self, BrowserLikePolicyForHTTPS(Certificate.loadPEM(self.pem)))
 
     async def _proxy(self, **overrides: object) -> str:
         config = Config(secret=b"tls", allow_private=True, **overrides)  # type: ignore[arg-type]
@@ -90,19 +85,16 @@ class TlsTests(TestCase):
         tree = Tree({"/a.m3u8": Body(b"#EXTM3U\n#EXTINF:1,\ns.ts\n#EXT-X-ENDLIST\n")})
         return f"https://127.0.0.1:{await listen_tls(self, Site(tree), self.key, self.cert)}"
 
-    def test_proxy_over_an_ssl_endpoint_and_upstream_certificates_verified(self) -> Deferred[None]:
-        async def go() -> None:
-            proxy = await self._proxy()
-            health = await self.http.get(proxy + "/health")
-            self.assertEqual(health.code, 200)
-            await health.content()
-            origin = await self._origin()
-            refused = await self.http.get(proxied_url(proxy, origin + "/a.m3u8"))
-            self.assertEqual(refused.code, 502)  # self-signed upstream: not trusted
-            self.assertIn(b"upstream TLS failed", await refused.content())
-            insecure = await self._proxy(insecure_upstream=True)
-            answer = await self.http.get(proxied_url(insecure, origin + "/a.m3u8"))
-            self.assertEqual(answer.code, 200)
-            self.assertTrue((await answer.content()).startswith(b"#EXTM3U\n#EXTINF:1,\n/p/"))
-
-        return Deferred.fromCoroutine(go())
+    async def test_proxy_over_an_ssl_endpoint_and_upstream_certificates_verified(self) -> None:
+        proxy = await self._proxy()
+        health = await self.http.get(proxy + "/health")
+        self.assertEqual(health.code, 200)
+        await health.content()
+        origin = await self._origin()
+        refused = await self.http.get(proxied_url(proxy, origin + "/a.m3u8"))
+        self.assertEqual(refused.code, 502)  # self-signed upstream: not trusted
+        self.assertIn(b"upstream TLS failed", await refused.content())
+        insecure = await self._proxy(insecure_upstream=True)
+        answer = await self.http.get(proxied_url(insecure, origin + "/a.m3u8"))
+        self.assertEqual(answer.code, 200)
+        self.assertTrue((await answer.content()).startswith(b"#EXTM3U\n#EXTINF:1,\n/p/"))

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, quote
 
 from .errors import bad_request, forbidden
 from .playlist import UriKind
-from .signing import ChildTarget, Signer
+from .signing import ChildTarget, Signer, StreamSpec
 
 __all__ = ["PLACEHOLDER", "append_path", "resolve", "template_url"]
 
@@ -38,22 +38,22 @@ _UNSAFE_IN_URL = re.compile(r'[^\x21-\x7e]|["<>\\^`{|}]')
 _URL_SAFE = "%:/?#[]@!$&'()*+,;=~"
 
 
-def _child(signer: Signer, stream_part: str, marked_url: str, kind: UriKind) -> str:
-    path = signer.child_path(stream_part, marked_url, kind)
+def _child(signer: Signer, stream: StreamSpec, marked_url: str, kind: UriKind) -> str:
+    path = signer.path(stream, marked_url, kind)
     return "/c/" + path.removeprefix("/p/")
 
 
-def append_path(signer: Signer, stream_part: str, url: str, kind: UriKind) -> str:
+def append_path(signer: Signer, stream: StreamSpec, url: str, kind: UriKind) -> str:
     """The path of a channel whose player appends a catch-up query to it."""
-    return _child(signer, stream_part, _APPEND + url, kind)
+    return _child(signer, stream, _APPEND + url, kind)
 
 
-def template_url(signer: Signer, stream_part: str, template: str, kind: UriKind) -> str:
+def template_url(signer: Signer, stream: StreamSpec, template: str, kind: UriKind) -> str:
     """The path and query (placeholders in place) for a `catchup-source` template."""
     placeholders = PLACEHOLDER.findall(template)
     if len(placeholders) > _MAX_PLACEHOLDERS:
         raise ValueError("too many placeholders")
-    path = _child(signer, stream_part, _TEMPLATE + template, kind)
+    path = _child(signer, stream, _TEMPLATE + template, kind)
     query = "&".join(f"v{index}={text}" for index, text in enumerate(placeholders))
     return f"{path}?{query}" if query else path
 

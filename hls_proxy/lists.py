@@ -32,7 +32,7 @@ from .forwarded import Forwarding
 from .list_stream import ListBody
 from .playlist import UriKind
 from .serving import Dispatcher
-from .signing import BadSignature, Signer
+from .signing import BadSignature, Signer, StreamSpec
 from .streams import StreamRegistry
 from .target import Target
 from .urls import EntryRequest, normalize_upstream_url, parse_entry_query
@@ -91,35 +91,34 @@ class ChannelMinter:
         self._switches = entry.switches
         self._bypass = bypass_by_default
 
-    def _stream_part(self, url: str, headers: dict[str, str]) -> str:
-        spec = entry_stream(EntryRequest(url, headers, self._switches), self._bypass)
-        return self._signer.stream_part(spec)
+    def _stream(self, url: str, headers: dict[str, str]) -> StreamSpec:
+        return entry_stream(EntryRequest(url, headers, self._switches), self._bypass)
 
-    def _channel_part(self, channel: Channel) -> tuple[str, str]:
+    def _channel_stream(self, channel: Channel) -> tuple[str, StreamSpec]:
         url = _normalized(channel.url)
         headers = dict(channel.headers) if channel.headers else dict(self._defaults)
-        return url, self._stream_part(url, headers)
+        return url, self._stream(url, headers)
 
     def channel(self, channel: Channel) -> str:
-        url, part = self._channel_part(channel)
+        url, spec = self._channel_stream(channel)
         kind = UriKind.PLAYLIST if channel.hls else UriKind.MEDIA
         if channel.catchup in APPEND_MODES:
-            return self._base + catchup.append_path(self._signer, part, url, kind)
-        return self._base + self._signer.child_path(part, url, kind)
+            return self._base + catchup.append_path(self._signer, spec, url, kind)
+        return self._base + self._signer.path(spec, url, kind)
 
     def catchup_source(self, channel: Channel, template: str) -> str:
         parts = urlsplit(template)
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             raise ValueError("not an http(s) template")
-        _, part = self._channel_part(channel)
+        _, spec = self._channel_stream(channel)
         hls = channel.hls or parts.path.lower().endswith(_HLS_EXTENSIONS)
         kind = UriKind.PLAYLIST if hls else UriKind.MEDIA
-        return self._base + catchup.template_url(self._signer, part, template, kind)
+        return self._base + catchup.template_url(self._signer, spec, template, kind)
 
     def epg(self, url: str) -> str:
         url = _normalized(url)
-        part = self._stream_part(url, dict(self._defaults))
-        return self._base + self._signer.child_path(part, url, UriKind.MEDIA)
+        spec = self._stream(url, dict(self._defaults))
+        return self._base + self._signer.path(spec, url, UriKind.MEDIA)
 
 
 def _normalized(url: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 from typing import Any
 from urllib.parse import quote
@@ -179,8 +180,12 @@ class ListTests(TestCase):
         self.assertEqual(channels[-1], "rtmp://radio.example/live/stream")
         self.assertEqual(len(recording.seen), 1)  # the list only: no channel opened
         for channel in channels[:-1]:
-            self.assertTrue(channel.startswith(proxy + "/p/"), channel)  # absolute
+            self.assertTrue(channel.startswith(proxy + "/p/2"), channel)  # absolute, sealed
             self.assertNotIn("|", channel)
+            sealed = channel.split("/")[4]
+            for secret in (origin.split("//")[1], "Default UA", "User-Agent"):
+                self.assertNotIn(secret, channel)
+                self.assertNotIn(base64.urlsafe_b64encode(secret.encode()).decode()[:8], sealed)
         self.assertTrue(channels[0].endswith(".m3u8") and channels[6].endswith(".ts"))
         for channel in channels[:-1]:
             await decode_all(channel)

@@ -49,6 +49,14 @@ from collections.abc import Callable, Iterator, Sequence
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
+from .childurls import (
+    CARRY_SEPARATOR,
+    Anchor,
+    BadSignature,
+    ChildTarget,
+    Lineage,
+    StreamSpec,
+)
 from .names import (
     PLAIN_MEDIA_EXTENSIONS,
     base_name,
@@ -87,7 +95,7 @@ _KIND_BYTES = {kind: kind.value.encode("ascii") for kind in UriKind}
 # UriKind value: those are letters).
 _SEGMENT_MARKS = {"ts": b"\x01", "m4s": b"\x02"}
 _EXTENSION_BY_MARK = {mark[0]: extension for extension, mark in _SEGMENT_MARKS.items()}
-_CARRY_SEPARATOR = b"\xff"  # never in UTF-8, even with surrogatepass
+_CARRY_SEPARATOR = CARRY_SEPARATOR  # never in UTF-8, even with surrogatepass
 # A media C with its media sequence number: this byte and the number (varint) come first.
 _SEQUENCED = b"n"
 # Preset deflate dictionary for X: what a stream's JSON usually repeats (header names in
@@ -108,68 +116,6 @@ _DICTIONARY = (
     b'"],["user-agent","Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 '
     b'(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"]],'
 )
-
-
-class BadSignature(ValueError):
-    """The path is not one this proxy signed (or it was changed)."""
-
-
-@attrs.frozen
-class StreamSpec:
-    """What a child URL carries about its stream: its id and the upstream headers."""
-
-    stream_id: str
-    headers: tuple[tuple[str, str], ...]
-    # Per-stream switches (bypass.py): which headers were derived, token carry-over.
-    options: tuple[tuple[str, str], ...] = ()
-
-    def option(self, name: str, default: str = "") -> str:
-        return next((value for key, value in self.options if key == name), default)
-
-
-@attrs.frozen
-class Anchor:
-    """The X of a verified format-2 URL: what the children of its playlist hang from."""
-
-    sealed: str  # X as written in the path, FORMAT included
-    url: str  # the upstream URL X seals
-    relative_prefix: str  # before `<C>/<name>`: "" under /p/X/name, "../" under /p/X/C/name
-    carry: str = ""  # X's candidate tokens
-
-    @property
-    def delta_base(self) -> bytes:
-        """What C's deltas are taken from: X's URL, and its candidate tokens if any."""
-        base = _utf8(self.url)
-        return base + _CARRY_SEPARATOR + _utf8(self.carry) if self.carry else base
-
-
-@attrs.frozen
-class Lineage:
-    """Where a playlist came from: the stream's entry URL, and which rendition of it.
-
-    `rendition` is "" when the entry URL itself is the media playlist; otherwise an id
-    from heal.py (`renditions.rendition_ids`) matched against a fresh master.
-    """
-
-    entry_url: str
-    rendition: str = ""
-
-
-@attrs.frozen
-class ChildTarget:
-    """A verified child URL, decoded."""
-
-    stream: StreamSpec
-    url: str
-    kind: UriKind
-    expires_s: int | None = None
-    anchor: Anchor | None = None  # None for format 1
-    # Token parameters to append if the upstream refuses `url` as written (tokens.py).
-    carry: str = ""
-    # The media playlist's segment extension the file name was given ("" if none).
-    segment_extension: str = ""
-    lineage: Lineage | None = None  # sealed in X: the children of a healable playlist
-    sequence: int | None = None  # a segment's media sequence number, sealed in C
 
 
 def _utf8(text: str) -> bytes:

@@ -73,6 +73,8 @@ _HLS_PARAM_VALUES = {
 # A child path must fit the request line the proxy itself accepts ("GET <path> HTTP/1.1",
 # with room for LL-HLS query directives a player adds).
 _MAX_CHILD_PATH_CHARS = MAX_REQUEST_LINE_BYTES - 256
+# Playlists up to this size are rewritten on the reactor thread (a few milliseconds).
+_INLINE_REWRITE_BYTES = 64 * 1024
 # Characters an upstream URL may not carry as they are in a request line.
 _UNSAFE_IN_URL = re.compile(r'[^\x21-\x7e]|["<>\\^`{|}]')
 
@@ -228,10 +230,12 @@ class Playlists:
             return Diverted(answer)
         body = await self._collect(answer)
         final_url = answer.response.request.absoluteURI.decode("ascii")  # after redirects
-        resolved = resolve_variables(body, final_url, imported, self._config.max_playlist_bytes)
-        body = resolved.body
+        fetched = body
 
         def rewrite() -> tuple[bytes, PlaylistInfo]:
+            max_bytes = self._config.max_playlist_bytes
+            resolved = resolve_variables(fetched, final_url, imported, max_bytes)
+            body = resolved.body
             plan = self._heal_plan(stream, target, url, body, final_url)
             proxy_url = self.child_urls(
                 stream,
@@ -246,7 +250,10 @@ class Playlists:
             rewritten = rewrite_playlist(body, final_url, proxy_url)
             return rewritten, plan.info or playlist_info(body, final_url)
 
-        rewritten, info = await self._run_cpu(rewrite)
+        # Off the reactor thread only when it takes long: a thread (and the GIL handed
+        # back and forth) costs more than rewriting a typical live playlist inline.
+        run = self._run_cpu if len(body) > _INLINE_REWRITE_BYTES else run_inline
+        rewritten, info = await run(rewrite)
         upstream_control = header_text(answer.response.headers, b"cache-control")
         ttl_s = playlist_ttl_s(info, upstream_control, self._config.playlist_cache_ttl_s)
         entry = PlaylistEntry(rewritten, etag_for(rewritten), ttl_s)

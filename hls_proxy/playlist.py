@@ -306,13 +306,70 @@ def _number(text: str | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def playlist_info(body: bytes, base_url: str) -> PlaylistInfo:
+_SP = rb"[ \t\f\v]*"
+_MASTER_LINE = re.compile(
+    rb"^" + _SP + rb"#EXT-X-(?:STREAM-INF|MEDIA|I-FRAME-STREAM-INF)(?::|" + _SP + rb"\r?$)",
+    re.MULTILINE,
+)
+_ENDLIST_LINE = re.compile(rb"^" + _SP + rb"#EXT-X-ENDLIST(?::|" + _SP + rb"\r?$)", re.MULTILINE)
+_TARGET_LINE = re.compile(rb"^" + _SP + rb"#EXT-X-TARGETDURATION:([^\r\n]*)", re.MULTILINE)
+_PART_INF_LINE = re.compile(rb"^" + _SP + rb"#EXT-X-PART-INF:([^\r\n]*)", re.MULTILINE)
+
+
+def _first_line(body: bytes, needle: bytes, pattern: re.Pattern[bytes]) -> re.Match[bytes] | None:
+    """`pattern`'s first match, searched from the first line holding `needle` (the
+    substring search is much faster than a multiline pattern over a big playlist)."""
+    at = body.find(needle)
+    if at < 0:
+        return None
+    return pattern.search(body, body.rfind(b"\n", 0, at) + 1)
+
+
+def _facts_by_pattern(body: bytes, is_master: bool, ended: bool) -> PlaylistInfo:
+    """The facts of a playlist whose segments are not needed, without a pass per line."""
+    target = _first_line(body, b"#EXT-X-TARGETDURATION:", _TARGET_LINE)
+    part = _first_line(body, b"#EXT-X-PART-INF:", _PART_INF_LINE)
+    part_target_s = None
+    if part is not None:
+        for attribute, _, unquoted, _ in _attributes(decode(part[1])):
+            if attribute == "PART-TARGET":
+                part_target_s = _number(unquoted)
+    return PlaylistInfo(
+        is_master=is_master,
+        is_live=not is_master and not ended,
+        target_duration_s=None if target is None else _number(decode(target[1])),
+        part_target_s=part_target_s,
+        segment_urls=(),
+    )
+
+
+def playlist_info(body: bytes, base_url: str, live_segments_only: bool = False) -> PlaylistInfo:
+    """Master or media, live or not, target durations, and the segment URLs in order.
+
+    `live_segments_only`: leave `segment_urls` empty unless the playlist is live (a VOD's
+    are not needed, and resolving 50,000 of them takes a sizeable part of a rewrite).
+    """
+    if not live_segments_only:
+        return _playlist_info(body, base_url, segments=True)
+    if body.count(b"\r") == body.count(b"\r\n"):  # no lone CR: the patterns see every line
+        is_master = any(
+            _first_line(body, tag, _MASTER_LINE) is not None
+            for tag in (b"#EXT-X-STREAM-INF:", b"#EXT-X-MEDIA:", b"#EXT-X-I-FRAME-STREAM-INF:")
+        )
+        ended = _first_line(body, b"#EXT-X-ENDLIST", _ENDLIST_LINE) is not None
+        if is_master or ended:
+            return _facts_by_pattern(body, is_master, ended)
+    info = _playlist_info(body, base_url, segments=True)
+    return info if info.is_live else attrs.evolve(info, segment_urls=())
+
+
+def _playlist_info(body: bytes, base_url: str, segments: bool) -> PlaylistInfo:
     """Master or media, live or not, target durations, and the segment URLs in order."""
     base = _parse_base(base_url)
     is_master = ended = False
     target_s: float | None = None
     part_target_s: float | None = None
-    segments: list[str] = []
+    found: list[str] = []
     for content, _ in LINE.findall(decode(body)):
         line = content.strip(_SPACE)
         if line.startswith("#EXT"):
@@ -327,14 +384,14 @@ def playlist_info(body: bytes, base_url: str) -> PlaylistInfo:
                 for attribute, _, unquoted, _ in _attributes(value):
                     if attribute == "PART-TARGET":
                         part_target_s = _number(unquoted)
-        elif line and line[0] != "#":
+        elif segments and line and line[0] != "#":
             resolved = _resolve(base, line)
             if resolved is not None:
-                segments.append(resolved)
+                found.append(resolved)
     return PlaylistInfo(
         is_master=is_master,
         is_live=not is_master and not ended,
         target_duration_s=target_s,
         part_target_s=part_target_s,
-        segment_urls=() if is_master else tuple(segments),
+        segment_urls=() if is_master or not segments else tuple(found),
     )

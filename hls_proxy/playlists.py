@@ -248,7 +248,7 @@ class Playlists:
                 segment_ext=segment_extension(body),
             )
             rewritten = rewrite_playlist(body, final_url, proxy_url)
-            return rewritten, plan.info or playlist_info(body, final_url)
+            return rewritten, plan.info or playlist_info(body, final_url, live_segments_only=True)
 
         # Off the reactor thread only when it takes long: a thread (and the GIL handed
         # back and forth) costs more than rewriting a typical live playlist inline.

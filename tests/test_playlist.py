@@ -758,3 +758,27 @@ class SpeedTests(SynchronousTestCase):
         self.assertLess(elapsed_s, 1.0)  # about 0.1 s here; 1 s so a busy CI box passes
         self.assertEqual(out.count(f"\n{DIR}seg".encode()), 50_000)
         self.assertEqual(out.count(f'URI="{DIR}keys/'.encode()), 5)
+
+
+class LiveSegmentsOnlyTests(SynchronousTestCase):
+    """`live_segments_only` changes nothing but a VOD's or a master's segment list."""
+
+    def test_same_facts_and_only_live_playlists_list_their_segments(self) -> None:
+        bodies = [
+            b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\na.ts\n#EXT-X-ENDLIST\n",
+            b"#EXTM3U\r\n#EXT-X-TARGETDURATION:6\r\n#EXTINF:6,\r\na.ts\r\n",
+            b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv.m3u8\n",
+            b"#EXTM3U\r#EXT-X-TARGETDURATION:2\r#EXTINF:2,\ra.ts\r#EXT-X-ENDLIST\r",
+            b"#EXTM3U\n  #EXT-X-ENDLIST  \n#EXTINF:1,\nb.ts\n",
+            b"#EXTM3U\n#EXT-X-ENDLISTING\n#EXTINF:1,\nb.ts\n",
+        ]
+        for body in bodies:
+            full = playlist_info(body, "https://h/p/i.m3u8")
+            quick = playlist_info(body, "https://h/p/i.m3u8", live_segments_only=True)
+            self.assertEqual(
+                (quick.is_master, quick.is_live, quick.target_duration_s, quick.part_target_s),
+                (full.is_master, full.is_live, full.target_duration_s, full.part_target_s),
+                body,
+            )
+            expected = full.segment_urls if full.is_live else ()
+            self.assertEqual(quick.segment_urls, expected, body)

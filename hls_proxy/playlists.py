@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Callable, Hashable, Mapping
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -73,6 +74,9 @@ _HLS_PARAM_VALUES = {
 # A child path must fit the request line the proxy itself accepts ("GET <path> HTTP/1.1",
 # with room for LL-HLS query directives a player adds).
 _MAX_CHILD_PATH_CHARS = MAX_REQUEST_LINE_BYTES - 256
+# A rewrite in a worker thread lets the reactor thread have the GIL this often; without it
+# the reactor waits a switch interval (5 ms) for every wake-up while a big playlist runs.
+_YIELD_EVERY_URIS = 64
 # Playlists up to this size are rewritten on the reactor thread (a few milliseconds).
 _INLINE_REWRITE_BYTES = 64 * 1024
 # Characters an upstream URL may not carry as they are in a request line.
@@ -354,6 +358,8 @@ class Playlists:
             )
             minted += 1
             output += len(path)
+            if not minted % _YIELD_EVERY_URIS:
+                time.sleep(0)  # hand the GIL to the reactor thread (this runs in a worker)
             if len(path) > _MAX_CHILD_PATH_CHARS:
                 raise bad_gateway(
                     f"a playlist URI would make a proxy URL longer than the "

@@ -27,6 +27,11 @@ _ORIGIN_ATTR = "x-hlsproxy-origin"  # kept in the cookie's nonstandard attribute
 Origin = tuple[str, str, int]
 
 
+# Set-Cookie headers read from one response (the last ones): at most `per_domain` are kept
+# anyway, and parsing thousands (a hostile origin) would hold the reactor for tens of ms.
+_MAX_SET_COOKIES = 100
+
+
 def origin_of(url: str) -> Origin:
     """(scheme, host, port) of an http(s) URL, the default port filled in."""
     parts = urlsplit(url)
@@ -95,7 +100,7 @@ class StreamCookies:
         """Keep the cookies a response from `url` set (already-expired ones delete)."""
         values = [
             value.decode("latin-1") for value in set_cookies if len(value) <= _MAX_COOKIE_BYTES
-        ]
+        ][-_MAX_SET_COOKIES:]  # the last set are the newest: those would be kept
         if not values:
             return
         request = urllib.request.Request(url)

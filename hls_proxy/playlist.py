@@ -67,6 +67,26 @@ _BOM = b"\xef\xbb\xbf"
 # RFC 8216 ends lines with LF or CRLF. A lone CR ends one too, as in hls.js, so a URI after
 # it is still proxied rather than fetched directly. The last match may be empty: harmless.
 LINE = re.compile(r"([^\r\n]*)(\r\n|\n|\r|)")
+# Lines are split a slice at a time: one findall over a hostile 500,000-line playlist holds
+# the GIL (in C) for long enough to stall the reactor thread while a worker rewrites it.
+_SLICE_CHARS = 64 * 1024
+
+
+def lines(text: str) -> Iterator[tuple[str, str]]:
+    """(content, line ending) of every line of `text`, as `LINE.findall` gives them."""
+    start = 0
+    while start < len(text):
+        cut = text.find("\n", start + _SLICE_CHARS)
+        end = len(text) if cut < 0 else cut + 1
+        found = LINE.findall(text, start, end)
+        if end == len(text):
+            yield from found
+            return
+        yield from found[:-1]  # the empty match at the slice's end is not a line
+        start = end
+    yield from LINE.findall(text, start)
+
+
 _SPACE = " \t\f\v"  # around a URI; WHATWG URL parsing strips these too
 # One token of an attribute list. An attribute only starts the list or follows a comma, so
 # `NAME="a,URI=b"` is one quoted value; the other alternatives swallow anything malformed.
@@ -267,7 +287,7 @@ def rewrite_playlist(body: bytes, base_url: str, proxy_url: ProxyUrl) -> bytes:
     out: list[str] = []
     append = out.append
     line_kind = UriKind.MEDIA  # PLAYLIST between an EXT-X-STREAM-INF and its URI line
-    for content, ending in LINE.findall(decode(body)):
+    for content, ending in lines(decode(body)):
         stripped = content if content[:1] == "#" else content.strip(_SPACE)
         if not stripped:
             pass
@@ -370,7 +390,7 @@ def _playlist_info(body: bytes, base_url: str, segments: bool) -> PlaylistInfo:
     target_s: float | None = None
     part_target_s: float | None = None
     found: list[str] = []
-    for content, _ in LINE.findall(decode(body)):
+    for content, _ in lines(decode(body)):
         line = content.strip(_SPACE)
         if line.startswith("#EXT"):
             name, _, value = line[1:].partition(":")

@@ -235,6 +235,9 @@ class Playlists:
         body = await self._collect(answer)
         final_url = answer.response.request.absoluteURI.decode("ascii")  # after redirects
         fetched = body
+        max_uris = self._config.max_playlist_uris
+        if _uri_lines_estimate(body) > max_uris + max_uris // 8:  # not worth a rewrite
+            raise bad_gateway(f"playlist has more than {max_uris} URIs (--max-playlist-uris)")
 
         def rewrite() -> tuple[bytes, PlaylistInfo]:
             max_bytes = self._config.max_playlist_bytes
@@ -372,6 +375,17 @@ class Playlists:
             return path
 
         return proxy_url
+
+
+def _uri_lines_estimate(body: bytes) -> int:
+    """About how many URI lines a playlist has, counted in C (lines that are not tags,
+    comments or empty; off by a few for lines of spaces or a lone-CR playlist). Only used
+    to refuse a hostile playlist well past the bound at once; the rewrite counts exactly."""
+    body = body.removeprefix(b"\xef\xbb\xbf")
+    lines_ = body.count(b"\n") + 1 - body.endswith(b"\n")
+    tags = body.count(b"\n#") + body.startswith(b"#")
+    empty = body.count(b"\n\n") + body.count(b"\n\r\n")
+    return max(0, lines_ - tags - empty)
 
 
 def _children_carry(stream: Stream, target: Target) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,8 @@ from .upstream import Upstream, new_instance_id
 __all__ = ["Parts", "ProxyService", "build_site"]
 
 log = Logger()
+
+_SWITCH_INTERVAL_S = 0.0005
 
 
 @attrs.frozen
@@ -135,6 +138,10 @@ class ProxyService(MultiService):
         self.site: ObservedSite | None = None
 
     def startService(self) -> None:
+        # Big playlists are rewritten in worker threads (cpu.py). With CPython's default
+        # 5 ms switch interval, every reactor wake-up could wait that long for the GIL
+        # while one runs (the convoy effect); 0.5 ms keeps /health and viewers prompt.
+        sys.setswitchinterval(_SWITCH_INTERVAL_S)
         if self._config.secret_is_random:
             log.warn(
                 "no --secret given: using a random one; proxied URLs will not survive a "

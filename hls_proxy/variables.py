@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlsplit
 import attrs
 
 from .errors import bad_gateway
-from .playlist import ATTRIBUTE, LINE, decode
+from .playlist import ATTRIBUTE, decode, lines
 
 __all__ = [
     "MAX_CARRIED_CHARS",
@@ -191,7 +191,7 @@ def resolve_variables(
         return Resolved(body, {} if multivariant or imported is None else imported)
     variables = _Variables(max(0, max_bytes - len(body)))
     out: list[str] = []
-    for content, ending in LINE.findall(decode(body)):
+    for content, ending in lines(decode(body)):
         stripped = content.strip(_SPACE)
         if stripped.startswith("#EXT-X-DEFINE:"):
             variables.define(stripped.partition(":")[2], playlist_url, imported)

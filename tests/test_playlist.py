@@ -782,3 +782,13 @@ class LiveSegmentsOnlyTests(SynchronousTestCase):
             )
             expected = full.segment_urls if full.is_live else ()
             self.assertEqual(quick.segment_urls, expected, body)
+
+
+class LinesTests(SynchronousTestCase):
+    """`lines` splits a slice at a time and gives exactly what `LINE.findall` gives."""
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(alphabet="ab #\r\n", max_size=80), st.integers(min_value=1, max_value=9))
+    def test_same_lines_whatever_the_slice(self, text: str, slice_chars: int) -> None:
+        self.patch(playlist, "_SLICE_CHARS", slice_chars)
+        self.assertEqual(list(playlist.lines(text)), playlist.LINE.findall(text))

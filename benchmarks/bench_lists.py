@@ -19,7 +19,6 @@ import http.server
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ import threading
 import time
 from pathlib import Path
 from urllib.parse import quote
+
+from common import free_port, wait_port
 
 MB = 1024 * 1024
 # Attributes real provider lists carry on every entry (~120 bytes), for a realistic size.
@@ -61,23 +62,6 @@ def write_list(path: Path, entries: int) -> int:
         for n in range(entries):
             out.write(STYLES[n % len(STYLES)].format(n=n, g=n % 40))
     return path.stat().st_size
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_port(port: int, seconds: float = 15.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {port}")
 
 
 def origin(root: Path) -> tuple[http.server.ThreadingHTTPServer, int]:

@@ -22,7 +22,6 @@ import random
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import string
 import subprocess
@@ -34,6 +33,8 @@ from http.client import HTTPConnection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, urljoin, urlsplit
+
+from common import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SEGMENTS = 50_000
@@ -97,23 +98,6 @@ class OriginHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_port(port: int, seconds: float = 15.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {port}")
 
 
 class Client:

@@ -33,7 +33,6 @@ import random
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from common import free_port
 from soak_adversaries import (
     AMPLIFIERS,
     FAULTS,
@@ -69,6 +69,7 @@ GROUPS = ("faults", "key-probe", "redirects", "cookies", "flood", "amplification
           "slowloris")  # fmt: skip
 POLLER = """
 import http.client, json, sys, time
+
 port, seconds = int(sys.argv[1]), float(sys.argv[2])
 latencies, failed, connection = [], 0, None
 end = time.monotonic() + seconds
@@ -88,12 +89,6 @@ while time.monotonic() < end:
     time.sleep(0.05)
 print(json.dumps({"latencies": latencies, "failed": failed}))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def proc_sample(pid: int) -> tuple[float, int]:

@@ -20,9 +20,10 @@ from .exposure import PROXIED_HEADERS, CorsPolicy
 from .metrics import endpoint_of
 from .observe import ObservedRequest
 from .serving import Dispatcher
+from .signing import BadSignature, ChildTarget, Signer
 from .target import Target
 
-__all__ = ["Endpoint", "Proxied", "query_of", "render_error", "run"]
+__all__ = ["Endpoint", "Proxied", "SignedChild", "query_of", "render_error", "run"]
 
 log = Logger()
 
@@ -123,3 +124,19 @@ class Proxied(Endpoint):
 
     def target(self, request: Request) -> Target:
         raise NotImplementedError
+
+
+class SignedChild(Proxied):
+    """A proxied endpoint whose path is a sealed child URL (`/p/…`, `/c/…`)."""
+
+    def __init__(self, dispatcher: Dispatcher, instance_id: str, signer: Signer) -> None:
+        super().__init__(dispatcher, instance_id)
+        self._signer = signer
+
+    def verified(self, request: Request) -> ChildTarget:
+        """The child the path names; 403 (before any fetch) unless it is intact."""
+        segments = [part.decode("latin-1") for part in request.postpath or []]
+        try:
+            return self._signer.verify(segments)
+        except BadSignature as error:
+            raise forbidden(str(error)) from None

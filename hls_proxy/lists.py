@@ -25,14 +25,14 @@ from .bodies import open_upstream
 from .bypass import entry_stream
 from .channel_list import APPEND_MODES, Channel, GroupFilter, ListRewriter
 from .config import Config
-from .endpoints import Endpoint, Proxied, query_of, run
-from .errors import ProxyError, forbidden
+from .endpoints import Endpoint, SignedChild, query_of, run
+from .errors import ProxyError
 from .exposure import PROXIED_HEADERS
 from .forwarded import Forwarding
 from .list_stream import ListBody
 from .playlist import UriKind
 from .serving import Dispatcher
-from .signing import BadSignature, Signer, StreamSpec
+from .signing import Signer, StreamSpec
 from .streams import StreamRegistry
 from .target import Target
 from .urls import EntryRequest, normalize_upstream_url, parse_entry_query
@@ -197,19 +197,11 @@ def _start(request: Request, header_added: bool) -> None:
         request.setHeader(b"x-hlsproxy-note", b"the upstream list had no #EXTM3U line; added")
 
 
-class CatchupChild(Proxied):
+class CatchupChild(SignedChild):
     """`/c/…`: a catch-up child; the player's query fills its open parts."""
 
-    def __init__(self, dispatcher: Dispatcher, instance_id: str, signer: Signer) -> None:
-        super().__init__(dispatcher, instance_id)
-        self._signer = signer
-
     def target(self, request: Request) -> Target:
-        segments = [part.decode("latin-1") for part in request.postpath or []]
-        try:
-            child = self._signer.verify(segments)
-        except BadSignature as error:
-            raise forbidden(str(error)) from None
+        child = self.verified(request)
         return Target(child.stream, catchup.resolve(child, query_of(request)), child.kind)
 
 

@@ -14,15 +14,14 @@ from . import __version__
 from .access import require_api_key
 from .bypass import entry_stream
 from .config import Config
-from .endpoints import Endpoint, Proxied, query_of, render_error
-from .errors import forbidden
+from .endpoints import Endpoint, Proxied, SignedChild, query_of, render_error
 from .exposure import CorsPolicy, page_policy
 from .forwarded import Forwarding
 from .lists import list_routes
 from .metrics import Metrics
 from .playlist import UriKind
 from .serving import Dispatcher
-from .signing import BadSignature, Signer
+from .signing import Signer
 from .streams import StreamRegistry
 from .target import Target
 from .urls import parse_entry_query
@@ -52,19 +51,11 @@ class _Entry(Proxied):
         return Target(spec, entry.url, kind, strict=self._require_playlist)
 
 
-class _Child(Proxied):
-    """`/p/...`: a signed child URL minted by a rewrite."""
-
-    def __init__(self, dispatcher: Dispatcher, instance_id: str, signer: Signer) -> None:
-        super().__init__(dispatcher, instance_id)
-        self._signer = signer
+class _Child(SignedChild):
+    """`/p/...`: a sealed child URL minted by a rewrite."""
 
     def target(self, request: Request) -> Target:
-        segments = [part.decode("latin-1") for part in request.postpath or []]
-        try:
-            child = self._signer.verify(segments)
-        except BadSignature as error:
-            raise forbidden(str(error)) from None
+        child = self.verified(request)
         return Target(child.stream, child.url, child.kind, child=child)
 
 

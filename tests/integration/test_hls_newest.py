@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 from urllib.parse import urljoin
 
 from twisted.trial.unittest import TestCase
@@ -61,6 +62,12 @@ def tree() -> Tree:
             "/steer.json": Body(json.dumps(STEERING).encode(), JSON),
         }
     )
+
+
+async def steering_uri(http: Any, proxy: str, origin: str) -> str:
+    """The proxied SERVER-URI of the test master, as the proxy rewrote it."""
+    master = await (await http.get(proxied_url(proxy, origin + "/tv/master.m3u8?sid=t"))).content()
+    return re.findall(r'SERVER-URI="(/p/[^"]+)"', master.decode())[0]
 
 
 class NewestHlsTests(TestCase):
@@ -131,10 +138,7 @@ class NewestHlsTests(TestCase):
         origin, recording = start_origin(self, tree())
         proxy = start_proxy(self)
         http = client(self)
-        master = await (
-            await http.get(proxied_url(proxy, origin + "/tv/master.m3u8?sid=t"))
-        ).content()
-        server_uri = re.findall(r'SERVER-URI="(/p/[^"]+)"', master.decode())[0]
+        server_uri = await steering_uri(http, proxy, origin)
         self.assertTrue(server_uri.endswith("/steer.json"), server_uri)
         response = await http.get(proxy + server_uri + "?_HLS_pathway=A&_HLS_throughput=123456")
         self.assertEqual(response.code, 200)
@@ -153,10 +157,7 @@ class NewestHlsTests(TestCase):
         origin, recording = start_origin(self, tree())
         proxy = start_proxy(self)
         http = client(self)
-        master = await (
-            await http.get(proxied_url(proxy, origin + "/tv/master.m3u8?sid=t"))
-        ).content()
-        server_uri = re.findall(r'SERVER-URI="(/p/[^"]+)"', master.decode())[0]
+        server_uri = await steering_uri(http, proxy, origin)
         response = await http.get(proxy + server_uri + "?_HLS_pathway=a%26b&_HLS_throughput=-1")
         self.assertEqual(response.code, 200)
         self.assertIn("/steer.json?video=1", recording.paths())
@@ -165,9 +166,6 @@ class NewestHlsTests(TestCase):
         origin, _ = start_origin(self, tree())
         proxy = start_proxy(self, public_url="https://hls.example/")
         http = client(self)
-        master = await (
-            await http.get(proxied_url(proxy, origin + "/tv/master.m3u8?sid=t"))
-        ).content()
-        server_uri = re.findall(r'SERVER-URI="(/p/[^"]+)"', master.decode())[0]
+        server_uri = await steering_uri(http, proxy, origin)
         manifest = json.loads(await (await http.get(proxy + server_uri)).content())
         self.assertTrue(manifest["RELOAD-URI"].startswith("https://hls.example/p/"), manifest)

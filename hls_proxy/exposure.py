@@ -76,6 +76,6 @@ def page_policy(hlsjs_url: str, public_url: str) -> bytes:
     connect = " ".join(filter(None, ["'self'", _origin(public_url)]))
     return (
         f"default-src 'none'; script-src {scripts}; style-src 'self'; img-src 'self' data:; "
-        f"media-src 'self' blob: {connect}; connect-src {connect}; worker-src blob:; "
+        f"media-src {connect} blob:; connect-src {connect}; worker-src blob:; "
         "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
     ).encode("ascii")

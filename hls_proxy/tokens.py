@@ -121,13 +121,20 @@ def carrier(tokens: str, playlist_url: str) -> Callable[[str], str]:
     origin = f"{parent.scheme}://{parent.netloc}/"
     names = {_name(pair) for pair in tokens.split("&")}
 
+    has_own: dict[str, bool] = {}  # by query: a playlist's URIs usually share theirs
+
     def carry(child_url: str) -> str:
         if not child_url.startswith(origin) and not _same_host(playlist_url, child_url):
             return ""
         query = child_url.partition("#")[0].partition("?")[2]
-        if query and any(_name(part) in names for part in query.split("&") if part):
-            return ""
-        return tokens
+        if not query:
+            return tokens
+        own = has_own.get(query)
+        if own is None:
+            own = any(_name(part) in names for part in query.split("&") if part)
+            if len(has_own) < 1024:
+                has_own[query] = own
+        return "" if own else tokens
 
     return carry
 

@@ -47,6 +47,9 @@ class Config:
     # Output bounds of one rewrite (playlists.py): far above a 50,000-segment VOD.
     max_playlist_uris: int = 200_000
     max_rewritten_bytes: int = 256 * 1024 * 1024
+    # A VOD entry playlist with at least this many URIs is answered with a redirect to its
+    # own sealed URL, so its segments can be written relative to it (playlists.py).
+    redirect_playlist_uris: int = 2000
     pool_size: int = 8
     stream_idle_timeout_s: float = 300.0
     max_redirects: int = 20  # the Fetch standard's limit

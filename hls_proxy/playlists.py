@@ -90,6 +90,9 @@ class PlaylistEntry:
     body: bytes
     etag: bytes
     max_age_s: float
+    # A big VOD asked for at its entry URL is answered with a redirect to its own sealed
+    # URL, where its segments are written relative to it (once, not the stream per URI).
+    location: bytes | None = None
 
 
 def with_ll_hls(url: str, args: dict[bytes, list[bytes]]) -> str:
@@ -236,8 +239,13 @@ class Playlists:
         final_url = answer.response.request.absoluteURI.decode("ascii")  # after redirects
         fetched = body
         max_uris = self._config.max_playlist_uris
-        if _uri_lines_estimate(body) > max_uris + max_uris // 8:  # not worth a rewrite
+        uri_lines = _uri_lines_estimate(body)
+        if uri_lines > max_uris + max_uris // 8:  # not worth a rewrite
             raise bad_gateway(f"playlist has more than {max_uris} URIs (--max-playlist-uris)")
+        entry_target, location = target, None
+        if target.child is None and uri_lines >= self._config.redirect_playlist_uris:
+            if b"#EXT-X-ENDLIST" in body:  # a VOD: asked for once, not reloaded
+                target, location = self._sealed_home(stream, target, url)
 
         def rewrite() -> tuple[bytes, PlaylistInfo]:
             max_bytes = self._config.max_playlist_bytes
@@ -266,6 +274,10 @@ class Playlists:
         entry = PlaylistEntry(rewritten, etag_for(rewritten), ttl_s)
         if ttl_s > 0:
             self.cache.put(_key(stream, target), entry, len(rewritten), ttl_s)
+        if location is not None:
+            entry = PlaylistEntry(b"", etag_for(location), ttl_s, location)
+            if ttl_s > 0:
+                self.cache.put(_key(stream, entry_target), entry, len(location), ttl_s)
         if self._config.prefetch and info.is_live:
             tokens = _children_carry(stream, target)
             for segment_url in info.segment_urls[-self._config.prefetch :]:
@@ -293,6 +305,13 @@ class Playlists:
         if not looks_like_playlist(body[:64]):
             raise bad_gateway("upstream did not return an HLS playlist (#EXTM3U missing)")
         return body
+
+    def _sealed_home(self, stream: Stream, target: Target, url: str) -> tuple[Target, bytes]:
+        """The target of the playlist's own sealed URL, and that URL (for the redirect)."""
+        path = self._signer.path(stream.spec, url, UriKind.PLAYLIST)
+        child = self._signer.verify(path.removeprefix("/p/").split("/"))
+        home = attrs.evolve(target, kind=UriKind.PLAYLIST, strict=False, child=child)
+        return home, path.encode("ascii")
 
     def _heal_plan(
         self, stream: Stream, target: Target, url: str, body: bytes, final_url: str
@@ -408,11 +427,17 @@ def without_ll_hls(url: str) -> str:
 
 def _write(request: Request, entry: PlaylistEntry) -> None:
     """The one writer of playlist answers, for GET and HEAD, cached or not."""
-    request.setHeader(b"etag", entry.etag)
     if entry.max_age_s >= 1:
         request.setHeader(b"cache-control", b"max-age=%d" % int(entry.max_age_s))
     else:
         request.setHeader(b"cache-control", b"no-cache")
+    if entry.location is not None:
+        request.setResponseCode(302)
+        request.setHeader(b"location", entry.location)
+        request.setHeader(b"content-length", b"0")
+        request.finish()
+        return
+    request.setHeader(b"etag", entry.etag)
     if_none_match = request.getHeader(b"if-none-match")
     if if_none_match and etag_matches(as_bytes(if_none_match), entry.etag):
         request.setResponseCode(304)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from twisted.trial.unittest import TestCase
 from twisted.web.static import File
@@ -41,13 +42,20 @@ class BrowserPlaybackTests(TestCase):
     timeout = 180
 
     async def _plays(
-        self, make: Callable[[], Path], playlist: str, name: str, api_key: str = ""
+        self,
+        make: Callable[[], Path],
+        playlist: str,
+        name: str,
+        api_key: str = "",
+        **proxy_settings: Any,
     ) -> None:
         require_driver()
         media = make()
         origin, recording = start_origin(self, File(str(media)))
         hlsjs, _ = start_origin(self, File(str(HERE / "node_modules" / "hls.js" / "dist")))
-        proxy = start_proxy(self, hlsjs_url=f"{hlsjs}/hls.min.js", api_key=api_key)
+        proxy = start_proxy(
+            self, hlsjs_url=f"{hlsjs}/hls.min.js", api_key=api_key, **proxy_settings
+        )
         ARTIFACTS.mkdir(exist_ok=True)
         state = await play_in_page(
             f"{proxy}/", f"{origin}/{playlist}", ARTIFACTS / f"{name}.png", api_key
@@ -75,3 +83,10 @@ class BrowserPlaybackTests(TestCase):
 
     async def test_aes_128_stream(self) -> None:
         await self._plays(hls_media.aes_vod, "enc/index.m3u8", "browser-aes")
+
+    async def test_a_big_vod_entry_redirected_to_its_own_url_plays(self) -> None:
+        # Any VOD entry playlist counts as big here: answered 302 to its sealed URL, where
+        # its segments are relative references that hls.js resolves against that URL.
+        await self._plays(
+            hls_media.aes_vod, "enc/index.m3u8", "browser-redirected", redirect_playlist_uris=1
+        )

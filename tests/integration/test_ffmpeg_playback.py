@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from twisted.trial.unittest import TestCase
 from twisted.web.static import File
@@ -29,10 +30,12 @@ async def framemd5(url: str) -> list[str]:
 class FfmpegPlaybackTests(TestCase):
     timeout = 120
 
-    async def _same_frames(self, make: Callable[[], Path], playlist: str) -> None:
+    async def _same_frames(
+        self, make: Callable[[], Path], playlist: str, **proxy_settings: Any
+    ) -> None:
         media = make()
         origin, recording = start_origin(self, File(str(media)))
-        proxy = start_proxy(self)
+        proxy = start_proxy(self, **proxy_settings)
         direct = await framemd5(f"{origin}/{playlist}")
         self.assertGreater(len(direct), 150)  # ~4 s of video at 25 fps plus audio frames
         seen_direct = len(recording.seen)
@@ -55,3 +58,6 @@ class FfmpegPlaybackTests(TestCase):
 
     async def test_aes_128_with_a_relative_key(self) -> None:
         await self._same_frames(hls_media.aes_vod, "enc/index.m3u8")
+
+    async def test_a_big_vod_entry_redirected_to_its_own_url(self) -> None:
+        await self._same_frames(hls_media.fmp4_vod, "index.m3u8", redirect_playlist_uris=1)

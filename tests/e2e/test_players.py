@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from twisted.trial.unittest import TestCase
 from twisted.web.server import Request
@@ -51,16 +52,23 @@ class PlayerTests(TestCase):
     timeout = 120
 
     async def test_vlc_remuxes_a_proxied_stream_that_ffprobe_reads_back(self) -> None:
+        await self._vlc_remuxes("master.m3u8")
+
+    async def test_vlc_plays_a_big_vod_entry_through_its_redirect(self) -> None:
+        # Any VOD entry counts as big here: 302 to its sealed URL, relative segments there.
+        await self._vlc_remuxes("v0/index.m3u8", redirect_playlist_uris=1)
+
+    async def _vlc_remuxes(self, playlist: str, **proxy_settings: Any) -> None:
         vlc = require_tool("cvlc")
         ffprobe = require_tool("ffprobe")
         origin, _ = start_origin(self, File(str(hls_media.ts_vod())))
-        proxy = start_proxy(self)
+        proxy = start_proxy(self, **proxy_settings)
         out_dir = Path(tempfile.mkdtemp(prefix="hlsproxy-vlc-"))
         self.addCleanup(shutil.rmtree, out_dir, True)
         out_dir.chmod(0o777)
         output = out_dir / "out.ts"
         executable, arguments = as_unprivileged([
-            vlc, "-I", "dummy", "--no-interact", proxied_url(proxy, origin + "/master.m3u8"),
+            vlc, "-I", "dummy", "--no-interact", proxied_url(proxy, f"{origin}/{playlist}"),
             "--sout", f"#std{{access=file,mux=ts,dst={output}}}", "--play-and-exit", "vlc://quit",
         ])  # fmt: skip
         _, err, code = await run_process(executable, arguments)
@@ -76,9 +84,15 @@ class PlayerTests(TestCase):
         self.assertGreater(float(info["format"]["duration"]), 3.0)
 
     async def test_mpv_plays_a_proxied_stream_to_its_end(self) -> None:
+        await self._mpv_plays()
+
+    async def test_mpv_plays_a_big_vod_entry_through_its_redirect(self) -> None:
+        await self._mpv_plays(redirect_playlist_uris=1)
+
+    async def _mpv_plays(self, **proxy_settings: Any) -> None:
         mpv = require_tool("mpv")
         origin, recording = start_origin(self, File(str(hls_media.fmp4_vod())))
-        proxy = start_proxy(self)
+        proxy = start_proxy(self, **proxy_settings)
         _, err, code = await run_process(
             mpv, ["--no-config", "--vo=null", "--ao=null", "--really-quiet",
                   proxied_url(proxy, origin + "/index.m3u8")],

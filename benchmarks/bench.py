@@ -18,7 +18,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
-from common import free_port, wait_port
+from common import free_port, stop_process, wait_port
 
 MB = 1024 * 1024
 SECRET = "bench-secret"
@@ -148,13 +147,7 @@ class Bench:
         return port, process
 
     def stop(self, process: subprocess.Popen[bytes]) -> None:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
 
     def close(self) -> None:
         for process in reversed(self.processes):

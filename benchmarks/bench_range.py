@@ -19,7 +19,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from common import free_port, wait_port
+from common import free_port, stop_process, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret"
@@ -136,16 +135,6 @@ def start_proxy(root: Path) -> tuple[int, subprocess.Popen[bytes]]:
     return port, process
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def segment_gets(origin: Origin) -> tuple[int, int]:
     """(GETs of segments, GETs of the playlist) the origin has answered."""
     with origin.lock:
@@ -183,7 +172,7 @@ def main() -> int:
         proxy_ranges = dict(origin.ranges)
     finally:
         if proxy is not None:
-            stop(proxy)
+            stop_process(proxy)
         origin.shutdown()
         origin.server_close()
         shutil.rmtree(root, ignore_errors=True)

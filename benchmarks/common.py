@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
 import time
 
-__all__ = ["free_port", "wait_port"]
+__all__ = ["free_port", "stop_process", "wait_port"]
 
 
 def free_port() -> int:
@@ -23,3 +25,14 @@ def wait_port(port: int, seconds: float = 15.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listening on {port}")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the proxy drains), then SIGKILL if it is still there after 15 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -20,6 +20,7 @@ __all__ = [
     "finish_if_connected",
     "header_text",
     "render_error",
+    "request_header",
     "settle",
     "write_headers",
 ]
@@ -27,6 +28,14 @@ __all__ = [
 
 def as_bytes(value: str | bytes) -> bytes:
     return value.encode("latin-1") if isinstance(value, str) else value
+
+
+def request_header(request: Request, name: bytes) -> str:
+    """A request header as text ("" when absent); twisted.web may give str or bytes."""
+    value = request.getHeader(name)
+    if value is None:
+        return ""
+    return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
 def header_text(headers: Headers, name: bytes) -> str:

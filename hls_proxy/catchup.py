@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, quote
 from .errors import bad_request, forbidden
 from .playlist import UriKind
 from .signing import ChildTarget, Signer, StreamSpec
+from .urls import quote_unsafe
 
 __all__ = ["PLACEHOLDER", "append_path", "resolve", "template_url"]
 
@@ -34,8 +35,6 @@ PLACEHOLDER = re.compile(r"\$?\{[^{}\s]{1,40}\}")
 _MAX_PLACEHOLDERS = 16
 # Characters a filled-in value keeps as they are; the rest is percent-encoded.
 _VALUE_SAFE = "-._~:"
-_UNSAFE_IN_URL = re.compile(r'[^\x21-\x7e]|["<>\\^`{|}]')
-_URL_SAFE = "%:/?#[]@!$&'()*+,;=~"
 
 
 def _child(signer: Signer, stream: StreamSpec, marked_url: str, kind: UriKind) -> str:
@@ -58,10 +57,6 @@ def template_url(signer: Signer, stream: StreamSpec, template: str, kind: UriKin
     return f"{path}?{query}" if query else path
 
 
-def _safe(url: str) -> str:
-    return quote(url, safe=_URL_SAFE) if _UNSAFE_IN_URL.search(url) else url
-
-
 def resolve(child: ChildTarget, query: str) -> str:
     """The upstream URL a verified `/c/` child asks for, given the request's query."""
     if child.url.startswith(_APPEND):
@@ -69,7 +64,7 @@ def resolve(child: ChildTarget, query: str) -> str:
         if not query:
             return url
         base = url.partition("#")[0]
-        return _safe(base + ("&" if "?" in base else "?") + query)
+        return quote_unsafe(base + ("&" if "?" in base else "?") + query)
     if child.url.startswith(_TEMPLATE):
         template = child.url[len(_TEMPLATE) :]
         values = dict(parse_qsl(query, keep_blank_values=True))
@@ -80,5 +75,5 @@ def resolve(child: ChildTarget, query: str) -> str:
             if value is None:
                 raise bad_request(f"catch-up parameter v{index} missing")
             filled += [quote(value, safe=_VALUE_SAFE), piece]
-        return _safe("".join(filled))
+        return quote_unsafe("".join(filled))
     raise forbidden("not a catch-up URL")

@@ -37,6 +37,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 
+from ._http import request_header
 from .bodies import DONE, Answer, HeldBody, SilenceTimer, ended_cleanly, upstream_of
 from .errors import ProxyError, bad_gateway, gateway_timeout
 from .media import ResponseHead, write_head
@@ -74,11 +75,9 @@ def live_request(request: Request) -> bool:
     """A GET a channel can answer: no Range, or `Range: bytes=0-` (libavformat's)."""
     if request.method != b"GET" or request.getHeader(b"if-range") is not None:
         return False
-    value = request.getHeader(b"range")
-    if value is None:
+    if request.getHeader(b"range") is None:
         return True
-    text = value.decode("latin-1") if isinstance(value, bytes) else value
-    return text.replace(" ", "").lower() == "bytes=0-"
+    return request_header(request, b"range").replace(" ", "").lower() == "bytes=0-"
 
 
 class _ChannelProtocol(Protocol):

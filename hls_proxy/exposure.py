@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 import attrs
 from twisted.web.server import Request
 
+from ._http import request_header
+
 __all__ = ["PROXIED_HEADERS", "CorsPolicy", "page_policy", "safe_type"]
 
 # Types a player (or hls.js) needs; anything else is sent as application/octet-stream.
@@ -56,11 +58,8 @@ class CorsPolicy:
         """The Access-Control-Allow-Origin value for this request, or None (not allowed)."""
         if "*" in self.origins:
             return b"*"
-        origin = request.getHeader(b"origin")
-        if origin is None:
-            return None
-        text = origin.decode("latin-1") if isinstance(origin, bytes) else origin
-        return text.encode("latin-1") if text in self.origins else None
+        origin = request_header(request, b"origin")
+        return origin.encode("latin-1") if origin in self.origins else None
 
 
 def _origin(url: str) -> str:

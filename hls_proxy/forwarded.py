@@ -9,20 +9,20 @@ need this; the web page uses it to show links with the right scheme and host.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 
 from twisted.web.server import Request
+
+from ._http import request_header
 
 __all__ = ["Forwarding"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def _header(request: Request, name: bytes) -> str:
-    value = request.getHeader(name)
-    if value is None:
-        return ""
-    return value.decode("latin-1") if isinstance(value, bytes) else value
+# A Host header fit to build URLs from: a name or an address, and a port.
+_HOST = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?")
 
 
 class Forwarding:
@@ -50,7 +50,9 @@ class Forwarding:
         if not self._peer_is_trusted(request):
             return peer
         hops = [
-            hop.strip() for hop in _header(request, b"x-forwarded-for").split(",") if hop.strip()
+            hop.strip()
+            for hop in request_header(request, b"x-forwarded-for").split(",")
+            if hop.strip()
         ]
         for hop in reversed(hops):
             try:
@@ -67,8 +69,19 @@ class Forwarding:
             return self._public_url
         if not self._peer_is_trusted(request):
             return ""
-        proto = _header(request, b"x-forwarded-proto").split(",")[0].strip().lower()
-        host = _header(request, b"x-forwarded-host").split(",")[0].strip()
+        proto = request_header(request, b"x-forwarded-proto").split(",")[0].strip().lower()
+        host = request_header(request, b"x-forwarded-host").split(",")[0].strip()
         if proto not in ("http", "https") or not host or any(c in host for c in "/\\ \"'<>"):
             return ""
         return f"{proto}://{host}"
+
+    def request_base(self, request: Request) -> str:
+        """`scheme://host[:port]` for absolute URLs: `public_base`, else the Host the client
+        used when it is a plain name or address; "" when there is neither."""
+        public = self.public_base(request)
+        if public:
+            return public
+        host = request_header(request, b"host")
+        if not _HOST.fullmatch(host):
+            return ""
+        return ("https://" if request.isSecure() else "http://") + host

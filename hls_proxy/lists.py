@@ -11,7 +11,6 @@ instance with the same secret. Loading a list opens no channel.
 
 from __future__ import annotations
 
-import re
 from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
 from twisted.internet.interfaces import IReactorTime
@@ -41,21 +40,16 @@ __all__ = ["LIST_TYPE", "ChannelMinter", "list_routes", "public_base"]
 
 LIST_TYPE = b"audio/x-mpegurl"
 _FILTER_PARAMS = ("group", "exclude_group")
-_HOST = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?")
 _HLS_EXTENSIONS = (".m3u8", ".m3u")
 
 
 def public_base(forwarding: Forwarding, request: Request) -> str:
     """`scheme://host[:port]` for absolute URLs: --public-url, trusted X-Forwarded-*,
     else the Host the client used (else the address it reached)."""
-    base = forwarding.public_base(request)
+    base = forwarding.request_base(request)
     if base:
         return base
     scheme = "https" if request.isSecure() else "http"
-    host = request.getHeader(b"host")
-    text = host.decode("latin-1") if isinstance(host, bytes) else (host or "")
-    if _HOST.fullmatch(text):
-        return f"{scheme}://{text}"
     address = request.getHost()
     name = getattr(address, "host", "127.0.0.1")
     name = f"[{name}]" if ":" in name else name

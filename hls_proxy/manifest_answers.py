@@ -14,7 +14,6 @@ a trusted proxy, or the request's own Host; each answer is made for its request.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 
 from twisted.internet.interfaces import IReactorTime
@@ -38,19 +37,6 @@ _REWRITERS = {
     UriKind.STEERING: rewrite_steering_manifest,
 }
 ChildUrls = Callable[[Stream, str, Mapping[str, str] | None], ProxyUrl]
-_HOST = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?")
-
-
-def _public_origin(request: Request, forwarding: Forwarding) -> str:
-    """`scheme://host[:port]` the client reached us at, or "" (path-absolute URLs then)."""
-    public = forwarding.public_base(request)
-    if public:
-        return public
-    host = request.getHeader(b"host")
-    text = host.decode("latin-1") if isinstance(host, bytes) else (host or "")
-    if not _HOST.fullmatch(text):
-        return ""
-    return ("https://" if request.isSecure() else "http://") + text
 
 
 class ManifestAnswers:
@@ -76,7 +62,7 @@ class ManifestAnswers:
         final_url = answer.response.request.absoluteURI.decode("ascii")  # after redirects
         rewrite = _REWRITERS[target.kind]
         child_path = self._child_urls(stream, url, None)
-        origin = _public_origin(request, self._forwarding)
+        origin = self._forwarding.request_base(request)  # "": path-absolute URLs
 
         def proxy_url(upstream_url: str, kind: UriKind) -> str:
             return origin + child_path(upstream_url, kind)

@@ -11,7 +11,7 @@ import hashlib
 import re
 import time
 from collections.abc import Callable, Hashable, Mapping
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -39,6 +39,7 @@ from .signing import ChildTarget, Signer, segment_extension
 from .streams import Stream, jar_cookies
 from .target import Target
 from .tokens import CarryMode, carrier, carry_for, carry_tokens, children_tokens
+from .urls import quote_unsafe
 from .variables import carry_definitions, resolve_variables, split_carried
 
 __all__ = [
@@ -79,8 +80,6 @@ _MAX_CHILD_PATH_CHARS = MAX_REQUEST_LINE_BYTES - 256
 _YIELD_EVERY_URIS = 64
 # Playlists up to this size are rewritten on the reactor thread (a few milliseconds).
 _INLINE_REWRITE_BYTES = 64 * 1024
-# Characters an upstream URL may not carry as they are in a request line.
-_UNSAFE_IN_URL = re.compile(r'[^\x21-\x7e]|["<>\\^`{|}]')
 
 
 @attrs.frozen
@@ -147,9 +146,7 @@ def child_upstream_url(tokens_from: str | None, url: str) -> str:
     carried (`tokens_from`, when they should be), what a request line cannot hold escaped."""
     if tokens_from is not None:
         url = carry_tokens(tokens_from, url)
-    if _UNSAFE_IN_URL.search(url):
-        url = quote(url, safe="%:/?#[]@!$&'()*+,;=~")
-    return url
+    return quote_unsafe(url)
 
 
 Fetched = PlaylistEntry | Diverted

@@ -12,6 +12,7 @@ from collections.abc import Hashable
 import attrs
 from twisted.web.server import Request
 
+from ._http import as_bytes
 from .fanout import Diverted, FanOut, Opener
 from .media import write_head
 from .viewers import Body, Viewer
@@ -33,7 +34,7 @@ async def serve_range(
         return await _serve_shared(fanout, request, key, range_value, open_upstream)
     if_range = request.getHeader(b"if-range")
     if if_range is not None:
-        validator = if_range.encode("latin-1") if isinstance(if_range, str) else if_range
+        validator = as_bytes(if_range)
         head = cached.head
         if validator not in (head.header(b"etag"), head.header(b"last-modified")):
             await fanout.serve_cached(request, cached)

@@ -172,11 +172,16 @@ class Dispatcher:
         await done
 
     async def _open(
-        self, stream: Stream, target: Target, method: bytes, request: Request
+        self,
+        stream: Stream,
+        target: Target,
+        method: bytes = b"GET",
+        request: Request | None = None,
     ) -> Answer:
+        """One upstream request for `target` (with `request`'s Range headers, if given)."""
         extra: dict[bytes, bytes] = {}
         for name in _PASSED_REQUEST_HEADERS:
-            value = request.getHeader(name)
+            value = None if request is None else request.getHeader(name)
             if value:
                 extra[name] = as_bytes(value)
         return await open_upstream(
@@ -191,14 +196,12 @@ class Dispatcher:
 
     async def _open_media(self, stream: Stream, target: Target) -> Opened | Diverted:
         """One upstream GET for the fan-out: its head decided, its body held."""
-        timeout_s = self._config.body_idle_timeout_s
-        answer = await open_upstream(
-            stream, target.url, b"GET", {}, self._clock, timeout_s, target.carry
-        )
+        answer = await self._open(stream, target)
         if answer.is_playlist:
             return Diverted(answer)
         head = media_head(answer.response, target.url, target.kind, target.authorized)
         if target.kind is UriKind.MEDIA:
+            timeout_s = self._config.body_idle_timeout_s
             answer, head = await reveal(answer, head, self._clock, timeout_s)
         return Opened(head, answer.body)
 
@@ -211,8 +214,7 @@ class Dispatcher:
             key = _media_key(stream, target)
 
             def reopen() -> Coroutine[Any, Any, Answer]:
-                idle_s = self._config.body_idle_timeout_s
-                return open_upstream(stream, target.url, b"GET", {}, self._clock, idle_s)
+                return self._open(stream, target)
 
             self.channels.adopt(key, opened.head, opened.body, reopen)
             return Diverted(None)  # not the fan-out's: the waiters join the channel

@@ -25,7 +25,7 @@ import attrs
 
 from .errors import ProxyError, bad_request
 
-__all__ = ["EntryRequest", "normalize_upstream_url", "parse_entry_query"]
+__all__ = ["EntryRequest", "normalize_upstream_url", "parse_entry_query", "quote_unsafe"]
 
 # Parameters that belong to the proxy, never to the upstream URL.
 _OWN_PARAMS = frozenset({"url", "api_key", "bypass", "inherit_query", "heal"})
@@ -75,6 +75,15 @@ def _userinfo(parts: SplitResult) -> str:
     if not at or userinfo in ("", ":"):
         return ""
     return quote(userinfo, safe=_USERINFO_SAFE) + "@"
+
+
+# Characters an upstream URL may not carry as they are in a request line.
+_UNSAFE_IN_URL = re.compile(r'[^\x21-\x7e]|["<>\\^`{|}]')
+
+
+def quote_unsafe(url: str) -> str:
+    """`url` with what a request line cannot hold percent-encoded (the rest as written)."""
+    return quote(url, safe=_URL_SAFE) if _UNSAFE_IN_URL.search(url) else url
 
 
 def normalize_upstream_url(url: str) -> str:

@@ -25,6 +25,7 @@ __all__ = [
     "is_uri_attribute",
     "looks_like_playlist",
     "playlist_info",
+    "playlist_shape",
     "resolve_uri",
     "rewrite_playlist",
 ]
@@ -328,10 +329,10 @@ def _number(text: str | None) -> float | None:
 
 _SP = rb"[ \t\f\v]*"
 _MASTER_LINE = re.compile(
-    rb"^" + _SP + rb"#EXT-X-(?:STREAM-INF|MEDIA|I-FRAME-STREAM-INF)(?::|" + _SP + rb"\r?$)",
+    rb"^" + _SP + rb"#EXT-X-(?:STREAM-INF|MEDIA|I-FRAME-STREAM-INF)" + _SP + rb"(?::|\r?$)",
     re.MULTILINE,
 )
-_ENDLIST_LINE = re.compile(rb"^" + _SP + rb"#EXT-X-ENDLIST(?::|" + _SP + rb"\r?$)", re.MULTILINE)
+_ENDLIST_LINE = re.compile(rb"^" + _SP + rb"#EXT-X-ENDLIST" + _SP + rb"(?::|\r?$)", re.MULTILINE)
 _TARGET_LINE = re.compile(rb"^" + _SP + rb"#EXT-X-TARGETDURATION:([^\r\n]*)", re.MULTILINE)
 _PART_INF_LINE = re.compile(rb"^" + _SP + rb"#EXT-X-PART-INF:([^\r\n]*)", re.MULTILINE)
 
@@ -363,6 +364,20 @@ def _facts_by_pattern(body: bytes, is_master: bool, ended: bool) -> PlaylistInfo
     )
 
 
+# `#EXT-X-MEDIA:` with its colon: `#EXT-X-MEDIA-SEQUENCE` starts most media playlists, and
+# a pattern search from there would pass over every line.
+_MASTER_NEEDLES = (b"#EXT-X-STREAM-INF", b"#EXT-X-MEDIA:", b"#EXT-X-I-FRAME-STREAM-INF")
+
+
+def playlist_shape(body: bytes) -> tuple[bool, bool]:
+    """(multivariant, ended) by byte searches: a big playlist costs no pass per line.
+
+    A lone-CR playlist's lines are not seen by the patterns: `playlist_info` parses it.
+    """
+    is_master = any(_first_line(body, tag, _MASTER_LINE) is not None for tag in _MASTER_NEEDLES)
+    return is_master, _first_line(body, b"#EXT-X-ENDLIST", _ENDLIST_LINE) is not None
+
+
 def playlist_info(body: bytes, base_url: str, live_segments_only: bool = False) -> PlaylistInfo:
     """Master or media, live or not, target durations, and the segment URLs in order.
 
@@ -372,11 +387,7 @@ def playlist_info(body: bytes, base_url: str, live_segments_only: bool = False) 
     if not live_segments_only:
         return _playlist_info(body, base_url, segments=True)
     if body.count(b"\r") == body.count(b"\r\n"):  # no lone CR: the patterns see every line
-        is_master = any(
-            _first_line(body, tag, _MASTER_LINE) is not None
-            for tag in (b"#EXT-X-STREAM-INF:", b"#EXT-X-MEDIA:", b"#EXT-X-I-FRAME-STREAM-INF:")
-        )
-        ended = _first_line(body, b"#EXT-X-ENDLIST", _ENDLIST_LINE) is not None
+        is_master, ended = playlist_shape(body)
         if is_master or ended:
             return _facts_by_pattern(body, is_master, ended)
     info = _playlist_info(body, base_url, segments=True)

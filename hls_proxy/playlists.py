@@ -32,9 +32,10 @@ from .playlist import (
     UriKind,
     looks_like_playlist,
     playlist_info,
+    playlist_shape,
     rewrite_playlist,
 )
-from .renditions import playlist_shape, rendition_ids, sequence_numbers
+from .renditions import rendition_ids, sequence_numbers
 from .signing import ChildTarget, Signer, segment_extension
 from .streams import Stream, jar_cookies
 from .target import Target
@@ -245,22 +246,7 @@ class Playlists:
                 target, location = self._sealed_home(stream, target, url)
 
         def rewrite() -> tuple[bytes, PlaylistInfo]:
-            max_bytes = self._config.max_playlist_bytes
-            resolved = resolve_variables(fetched, final_url, imported, max_bytes)
-            body = resolved.body
-            plan = self._heal_plan(stream, target, url, body, final_url)
-            proxy_url = self.child_urls(
-                stream,
-                url,
-                resolved.carried,
-                final_url,
-                target.child,
-                plan,
-                tokens=_children_carry(stream, target),
-                segment_ext=segment_extension(body),
-            )
-            rewritten = rewrite_playlist(body, final_url, proxy_url)
-            return rewritten, plan.info or playlist_info(body, final_url, live_segments_only=True)
+            return self.rewritten(stream, target, url, fetched, final_url, imported)
 
         # Off the reactor thread only when it takes long: a thread (and the GIL handed
         # back and forth) costs more than rewriting a typical live playlist inline.
@@ -280,6 +266,33 @@ class Playlists:
             for segment_url in info.segment_urls[-self._config.prefetch :]:
                 self._prefetch(stream, segment_url, carry_for(tokens, target.url, segment_url))
         return entry
+
+    def rewritten(
+        self,
+        stream: Stream,
+        target: Target,
+        url: str,
+        body: bytes,
+        final_url: str,
+        imported: Mapping[str, str] | None,
+    ) -> tuple[bytes, PlaylistInfo]:
+        """Playlist `body` of `target` (fetched from `url`, ending at `final_url`) as served,
+        and its facts. Pure CPU: may run off the reactor thread (`run_cpu`)."""
+        resolved = resolve_variables(body, final_url, imported, self._config.max_playlist_bytes)
+        body = resolved.body
+        plan = self._heal_plan(stream, target, url, body, final_url)
+        proxy_url = self.child_urls(
+            stream,
+            url,
+            resolved.carried,
+            final_url,
+            target.child,
+            plan,
+            tokens=_children_carry(stream, target),
+            segment_ext=segment_extension(body),
+        )
+        rewritten = rewrite_playlist(body, final_url, proxy_url)
+        return rewritten, plan.info or playlist_info(body, final_url, live_segments_only=True)
 
     async def fetch(self, stream: Stream, url: str) -> tuple[str, bytes]:
         """One upstream playlist as it is (heal.py): its final URL and decoded body."""
@@ -319,7 +332,8 @@ class Playlists:
         heal = self._config.heal and stream.spec.option("heal", "1") != "0"
         entry_url = without_ll_hls(url) if heal and target.child is None else None
         lineage = target.child is not None and target.child.lineage is not None
-        is_master, is_live = playlist_shape(body) if heal else (False, False)
+        is_master, ended = playlist_shape(body) if heal else (False, True)
+        is_live = not is_master and not ended
         renditions = rendition_ids(body, final_url) if entry_url and is_master else {}
         numbered = is_live and (entry_url is not None or lineage)
         numbered = numbered and body.count(b"\n") <= 2 * self._config.max_playlist_uris + 64

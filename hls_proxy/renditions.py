@@ -24,7 +24,7 @@ from collections.abc import Iterator
 
 from .playlist import PlaylistInfo, UriKind, rewrite_playlist
 
-__all__ = ["find_rendition", "playlist_shape", "rendition_ids", "sequence_numbers"]
+__all__ = ["find_rendition", "rendition_ids", "sequence_numbers"]
 
 _KINDS = {
     "EXT-X-STREAM-INF": "v",
@@ -36,10 +36,6 @@ _STABLE = {"v": "STABLE-VARIANT-ID", "r": "STABLE-RENDITION-ID"}
 _LINE = re.compile(rb"\r\n|\n|\r")
 _SPACE = " \t\f\v"
 _ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
-_MASTER_TAG = re.compile(
-    rb"^[ \t\f\v]*#EXT-X-(?:STREAM-INF|MEDIA|I-FRAME-STREAM-INF)[ \t\f\v]*(?::|$)", re.MULTILINE
-)
-_ENDLIST = re.compile(rb"^[ \t\f\v]*#EXT-X-ENDLIST[ \t\f\v]*$", re.MULTILINE)
 _MEDIA_SEQUENCE = re.compile(rb"^[ \t]*#EXT-X-MEDIA-SEQUENCE:[ \t]*([0-9]{1,18})", re.MULTILINE)
 
 
@@ -96,12 +92,6 @@ def _renditions(body: bytes, base_url: str) -> Iterator[tuple[str, str]]:
             url = _resolved(raw, base_url)
             if url is not None:
                 yield rendition, url
-
-
-def playlist_shape(body: bytes) -> tuple[bool, bool]:
-    """(multivariant, live media) at the cost of a byte search, before any parsing."""
-    is_master = _MASTER_TAG.search(body) is not None
-    return is_master, not is_master and _ENDLIST.search(body) is None
 
 
 def rendition_ids(body: bytes, base_url: str) -> dict[str, str]:

@@ -77,8 +77,10 @@ def _userinfo(parts: SplitResult) -> str:
     return quote(userinfo, safe=_USERINFO_SAFE) + "@"
 
 
-# Characters an upstream URL may not carry as they are in a request line.
-_UNSAFE_IN_URL = re.compile(r'[^\x21-\x7e]|["<>\\^`{|}]')
+# Characters an upstream URL may not carry as they are in a request line: anything but
+# printable ASCII, and `"<>\^`{|}`. One character class (no alternation): this runs for
+# every URI of a playlist.
+_UNSAFE_IN_URL = re.compile(r"[^!#-;=?-\[\]_a-z~]")
 
 
 def quote_unsafe(url: str) -> str:

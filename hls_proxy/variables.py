@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlsplit
 import attrs
 
 from .errors import bad_gateway
-from .playlist import ATTRIBUTE, decode, lines
+from .playlist import ATTRIBUTE, decode, lines, playlist_shape
 
 __all__ = [
     "MAX_CARRIED_CHARS",
@@ -43,7 +43,6 @@ _FRAGMENT = "hlsproxy-define="
 # that IMPORTs one then fails with a 502 that says so.
 MAX_CARRIED_CHARS = 4096
 _REFERENCE = re.compile(r"\{\$([A-Za-z0-9_-]+)\}")
-_MULTIVARIANT = re.compile(rb"^[ \t]*#EXT-X-(?:STREAM-INF|MEDIA|I-FRAME-STREAM-INF):", re.M)
 _SPACE = " \t\f\v"
 
 
@@ -186,7 +185,7 @@ def resolve_variables(
     past `max_bytes`. A multivariant playlist's children get its definitions; a media
     playlist's (rendition reports) get what it imported itself.
     """
-    multivariant = _MULTIVARIANT.search(body) is not None
+    multivariant = playlist_shape(body)[0]
     if b"{$" not in body and b"#EXT-X-DEFINE" not in body:
         return Resolved(body, {} if multivariant or imported is None else imported)
     variables = _Variables(max(0, max_bytes - len(body)))

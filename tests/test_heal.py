@@ -12,8 +12,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from hls_proxy.errors import ProxyError
 from hls_proxy.heal import Healer
-from hls_proxy.playlist import UriKind, playlist_info
-from hls_proxy.renditions import find_rendition, playlist_shape, rendition_ids, sequence_numbers
+from hls_proxy.playlist import UriKind, playlist_info, playlist_shape
+from hls_proxy.renditions import find_rendition, rendition_ids, sequence_numbers
 from hls_proxy.signing import Lineage, Signer, StreamSpec
 from hls_proxy.streams import Stream
 from hls_proxy.target import Target
@@ -90,9 +90,10 @@ class RenditionTests(SynchronousTestCase):
         self.assertEqual(sequence_numbers(defined, playlist_info(defined, CDN)), {})
 
     def test_playlist_shape_by_byte_search(self) -> None:
+        # (multivariant, ended)
         self.assertEqual(playlist_shape(MASTER), (True, False))
-        self.assertEqual(playlist_shape(live(1, "a")), (False, True))
-        self.assertEqual(playlist_shape(live(1, "a", ended=True)), (False, False))
+        self.assertEqual(playlist_shape(live(1, "a")), (False, False))
+        self.assertEqual(playlist_shape(live(1, "a", ended=True)), (False, True))
 
 
 SPEC = StreamSpec("s1", (("referer", "https://channel.example/"),))

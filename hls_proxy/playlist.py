@@ -18,6 +18,7 @@ from .whatwg import special_url_fixup
 __all__ = [
     "ATTRIBUTE",
     "LINE",
+    "MediaUrls",
     "PlaylistInfo",
     "ProxyUrl",
     "UriKind",
@@ -45,6 +46,8 @@ class UriKind(enum.Enum):
 
 
 ProxyUrl = Callable[[str, UriKind], str]
+# Many MEDIA URIs at once, in order (a big playlist's segments): what `ProxyUrl` gives each.
+MediaUrls = Callable[[list[str]], list[str]]
 
 # (tag, attribute) -> what the URI is. Every attribute that holds a URI by the spec is
 # rewritten on any tag (`URI`, any `*-URI`, `X-ASSET-LIST`): new tags and attributes
@@ -278,33 +281,148 @@ def decode(body: bytes) -> str:
     return body.removeprefix(_BOM).decode("utf-8", "surrogateescape")
 
 
-def rewrite_playlist(body: bytes, base_url: str, proxy_url: ProxyUrl) -> bytes:
-    """The playlist with every http(s) URI replaced by `proxy_url(absolute URL, kind)`.
+# URI lines that resolve by appending them to the playlist's directory, as `_resolve`
+# would: printable ASCII but for a scheme's `:`, a fragment, a backslash or a variable's
+# `{`; no dot segment; not rooted, not a query. The usual segment lines of a big playlist,
+# told many at a time (see `_plain_names`) and resolved without `_resolve`.
+_PLAIN_NAME = re.compile(r"(?![./?])[^\x00-\x20\x7f-\U0010ffff:#\\{]+")
+_PLAIN_NAME_BYTES = (
+    bytes(byte for byte in range(0x21, 0x7F) if chr(byte) not in ":#\\{") + b"\n"
+)  # the separator of the joined names
 
-    URI lines and the URI attributes of tags are resolved against `base_url` (the final
-    URL, after redirects). Everything else is returned byte for byte, minus a leading BOM.
-    """
-    base = _parse_base(base_url)
-    out: list[str] = []
-    append = out.append
-    line_kind = UriKind.MEDIA  # PLAYLIST between an EXT-X-STREAM-INF and its URI line
-    for content, ending in lines(decode(body)):
+
+def _plain_names(names: list[str]) -> bool:
+    """True if every one of `names` (URI lines) is plain (`_PLAIN_NAME`, no dot segment):
+    a few C-level passes over them all instead of a pattern per line."""
+    joined = "\n".join(names)
+    return (
+        joined.isascii()
+        and not joined.encode("ascii").translate(None, _PLAIN_NAME_BYTES)
+        and joined[:1] not in "./?"
+        and "\n." not in joined
+        and "\n/" not in joined
+        and "\n?" not in joined
+        and "/." not in joined
+    )
+
+
+class _LineRewriter:
+    """Rewrites one playlist line at a time; remembers whether the next URI is a variant."""
+
+    def __init__(self, base_url: str, proxy_url: ProxyUrl) -> None:
+        self._base = _parse_base(base_url)
+        self._proxy_url = proxy_url
+        self._line_kind = UriKind.MEDIA  # PLAYLIST between an EXT-X-STREAM-INF and its URI
+
+    def __call__(self, content: str) -> str:
         stripped = content if content[:1] == "#" else content.strip(_SPACE)
         if not stripped:
             pass
         elif stripped[0] != "#":
-            content = _rewrite_uri(content, stripped, line_kind, base, proxy_url)
-            line_kind = UriKind.MEDIA
+            content = _rewrite_uri(content, stripped, self._line_kind, self._base, self._proxy_url)
+            self._line_kind = UriKind.MEDIA
         elif stripped.startswith("#EXT"):  # any other `#` line is a comment, kept as is
             if "URI=" in stripped or "X-ASSET-LIST=" in stripped:
-                content = _rewrite_tag(content, base, proxy_url)
+                content = _rewrite_tag(content, self._base, self._proxy_url)
             if stripped.startswith("#EXT-X-STREAM-INF") and (
                 _tag_name(stripped) == "EXT-X-STREAM-INF"
             ):
-                line_kind = UriKind.PLAYLIST
-        append(content)
-        append(ending)
-    return "".join(out).encode("utf-8", "surrogateescape")
+                self._line_kind = UriKind.PLAYLIST
+        return content
+
+    def plain_media_directory(self) -> str | None:
+        """What a plain name (`_PLAIN_NAME`) on the next URI line resolves against, if it is
+        a media URI and the playlist's URL has a directory; else None."""
+        return self._base.directory if self._line_kind is UriKind.MEDIA else None
+
+
+def rewrite_playlist(
+    body: bytes, base_url: str, proxy_url: ProxyUrl, media_urls: MediaUrls | None = None
+) -> bytes:
+    """The playlist with every http(s) URI replaced by `proxy_url(absolute URL, kind)`.
+
+    URI lines and the URI attributes of tags are resolved against `base_url` (the final
+    URL, after redirects). Everything else is returned byte for byte, minus a leading BOM.
+    `media_urls`, if given, proxies plain media lines many at a time (the same answers).
+    """
+    text = decode(body)
+    rewrite_line = _LineRewriter(base_url, proxy_url)
+    if text.count("\r") != text.count("\r\n"):  # a lone CR ends a line too
+        out: list[str] = []
+        for content, ending in lines(text):
+            out.append(rewrite_line(content))
+            out.append(ending)
+        return "".join(out).encode("utf-8", "surrogateescape")
+    if media_urls is None:
+        media_urls = lambda urls: [proxy_url(url, UriKind.MEDIA) for url in urls]  # noqa: E731
+    rewritten = _rewrite_slices(text, rewrite_line, media_urls)
+    return "".join(rewritten).encode("utf-8", "surrogateescape")
+
+
+def _rewrite_slices(text: str, rewrite_line: _LineRewriter, media_urls: MediaUrls) -> Iterator[str]:
+    """`text` (lines end with LF or CRLF) rewritten a slice of lines at a time: each
+    C-level split stays short (see `_SLICE_CHARS`)."""
+    start = 0
+    while start < len(text):
+        cut = text.find("\n", start + _SLICE_CHARS)
+        end = len(text) if cut < 0 else cut + 1
+        split = text[start:end].split("\n")
+        _rewrite_lines(split, rewrite_line, media_urls)
+        yield "\n".join(split)
+        start = end
+
+
+def _rewrite_lines(split: list[str], rewrite_line: _LineRewriter, media_urls: MediaUrls) -> None:
+    """Rewrite, in place, the lines a rewrite can change: URI lines (anything not
+    starting with `#`), tags with a URI attribute, variant tags; every URI in document
+    order. Most lines of a big media playlist (`#EXTINF`) are passed over at the cost of
+    two substring tests, and its runs of plain segment names go to `media_urls` at once."""
+    run: list[int] = []  # URI lines in a row that may be plain media names
+
+    def flush() -> None:
+        names = [split[index].removesuffix("\r") for index in run]
+        directory = rewrite_line.plain_media_directory()
+        if directory is not None and _plain_names(names):
+            urls = [directory + name for name in names]
+            for index, path in zip(run, media_urls(urls), strict=True):
+                split[index] = path + "\r" if split[index][-1:] == "\r" else path
+        else:  # told one by one, in order: a plain run at a time, the others alone
+            pending, run[:] = run[:], []
+            for index in pending:
+                name = split[index].removesuffix("\r")
+                if directory is not None and _PLAIN_NAME.fullmatch(name) and "/." not in name:
+                    run.append(index)
+                    continue
+                if run:
+                    flush()
+                _rewrite_line(split, index, rewrite_line)
+            if run:
+                flush()
+        run.clear()
+
+    for index, line in enumerate(split):
+        if line[:1] == "#":
+            if "URI=" not in line and "X-ASSET-LIST=" not in line:
+                if not line.startswith("#EXT-X-STREAM-INF"):
+                    continue
+        elif not line or line == "\r":
+            continue
+        else:
+            run.append(index)
+            continue
+        if run:
+            flush()
+        _rewrite_line(split, index, rewrite_line)
+    if run:
+        flush()
+
+
+def _rewrite_line(split: list[str], index: int, rewrite_line: _LineRewriter) -> None:
+    line = split[index]
+    if line[-1:] == "\r":
+        split[index] = rewrite_line(line[:-1]) + "\r"
+    else:
+        split[index] = rewrite_line(line)
 
 
 @attrs.frozen

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from collections.abc import Callable, Hashable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
@@ -28,7 +27,6 @@ from .fanout import Diverted
 from .media import PLAYLIST_TYPE, cache_directives, max_age_s
 from .playlist import (
     PlaylistInfo,
-    ProxyUrl,
     UriKind,
     looks_like_playlist,
     playlist_info,
@@ -36,11 +34,11 @@ from .playlist import (
     rewrite_playlist,
 )
 from .renditions import rendition_ids, sequence_numbers
-from .signing import ChildTarget, Signer, segment_extension
+from .signing import ChildTarget, Minter, Signer, segment_extension
 from .streams import Stream, jar_cookies
 from .target import Target
 from .tokens import CarryMode, carrier, carry_for, carry_tokens, children_tokens
-from .urls import quote_unsafe
+from .urls import quote_unsafe, quote_unsafe_many
 from .variables import carry_definitions, resolve_variables, split_carried
 
 __all__ = [
@@ -76,9 +74,6 @@ _HLS_PARAM_VALUES = {
 # A child path must fit the request line the proxy itself accepts ("GET <path> HTTP/1.1",
 # with room for LL-HLS query directives a player adds).
 _MAX_CHILD_PATH_CHARS = MAX_REQUEST_LINE_BYTES - 256
-# A rewrite in a worker thread lets the reactor thread have the GIL this often; without it
-# the reactor waits a switch interval (5 ms) for every wake-up while a big playlist runs.
-_YIELD_EVERY_URIS = 64
 # Playlists up to this size are rewritten on the reactor thread (a few milliseconds).
 _INLINE_REWRITE_BYTES = 64 * 1024
 
@@ -291,7 +286,7 @@ class Playlists:
             tokens=_children_carry(stream, target),
             segment_ext=segment_extension(body),
         )
-        rewritten = rewrite_playlist(body, final_url, proxy_url)
+        rewritten = rewrite_playlist(body, final_url, proxy_url, proxy_url.media)
         return rewritten, plan.info or playlist_info(body, final_url, live_segments_only=True)
 
     async def fetch(self, stream: Stream, url: str) -> tuple[str, bytes]:
@@ -351,7 +346,7 @@ class Playlists:
         plan: HealPlan | None = None,
         tokens: str = "",
         segment_ext: str = "",
-    ) -> ProxyUrl:
+    ) -> _ChildUrls:
         """How the children of the document at `url` (fetched from `final_url`) are proxied:
         sealed child references, relative to `parent`'s proxy URL when there is one, with
         the stream's tokens, for child playlists the `carried` definitions, and what
@@ -360,51 +355,85 @@ class Playlists:
         Bounded: a 502 rather than an answer beyond the output bounds. May run off the
         reactor thread (`run_cpu`): it only reads its arguments.
         """
-        plan = plan or HealPlan(None, {}, {}, None)
-        renditions, sequences = plan.renditions, plan.sequences
-        tokens_from = url if carries_tokens(stream.spec, url) else None
-        carry = carrier(tokens, url)
-        mint = self._signer.minter(
+        minter = self._signer.minter(
             stream.spec,
             without_ll_hls(final_url or url),  # an entry's children keep their URLs on reload
             parent,
-            plan.entry_url,
+            plan.entry_url if plan else None,
             anchor_carry=tokens,
             segment_extension=segment_ext,
-        ).ref
-        max_uris = self._config.max_playlist_uris
-        max_output = self._config.max_rewritten_bytes
-        minted = 0
-        output = 0
+        )
+        return _ChildUrls(
+            minter,
+            url if carries_tokens(stream.spec, url) else None,
+            carrier(tokens, url) if tokens else None,
+            carried,
+            plan or HealPlan(None, {}, {}, None),
+            self._config,
+        )
 
-        def proxy_url(resolved: str, kind: UriKind) -> str:
-            nonlocal minted, output
-            upstream_url = child_upstream_url(tokens_from, resolved)
-            if carried and kind is UriKind.PLAYLIST:
-                upstream_url = carry_definitions(upstream_url, carried)
-            path = mint(
-                upstream_url,
-                kind,
-                carry(upstream_url),
-                rendition=renditions.get(resolved),
-                sequence=sequences.get(resolved),
+
+class _ChildUrls:
+    """The children of one playlist as proxied (a `ProxyUrl`; `media` does many at once),
+    within the rewrite's bounds: URIs, output bytes, one child path's length."""
+
+    def __init__(
+        self,
+        minter: Minter,
+        tokens_from: str | None,
+        carry: Callable[[str], str] | None,
+        carried: Mapping[str, str] | None,
+        plan: HealPlan,
+        config: Config,
+    ) -> None:
+        self._minter = minter
+        self._tokens_from = tokens_from  # carried into every child's URL (inherit_query=1)
+        self._carry = carry  # a child's candidate tokens (inherit_query auto)
+        self._carried = carried
+        self._plan = plan
+        self._max_uris = config.max_playlist_uris
+        self._max_output = config.max_rewritten_bytes
+        self._minted = 0
+        self._output = 0
+
+    def __call__(self, resolved: str, kind: UriKind) -> str:
+        if kind is UriKind.MEDIA:
+            return self.media([resolved])[0]
+        upstream_url = child_upstream_url(self._tokens_from, resolved)
+        if self._carried and kind is UriKind.PLAYLIST:
+            upstream_url = carry_definitions(upstream_url, self._carried)
+        carry = self._carry(upstream_url) if self._carry else ""
+        rendition = self._plan.renditions.get(resolved)
+        path = self._minter.ref(upstream_url, kind, carry, rendition=rendition)
+        self._count([path])
+        return path
+
+    def media(self, resolved: list[str]) -> list[str]:
+        """The references of many media URIs (absolute, resolved), in order."""
+        if self._tokens_from is None:
+            upstream_urls = quote_unsafe_many(resolved)
+        else:
+            upstream_urls = [child_upstream_url(self._tokens_from, url) for url in resolved]
+        carry = self._carry
+        carries = [carry(url) for url in upstream_urls] if carry else []
+        sequences = self._plan.sequences
+        numbers = [sequences.get(url) for url in resolved] if sequences else []
+        paths = self._minter.media_refs(upstream_urls, carries, numbers)
+        self._count(paths)
+        return paths
+
+    def _count(self, paths: list[str]) -> None:
+        self._minted += len(paths)
+        self._output += sum(map(len, paths))
+        if max(map(len, paths)) > _MAX_CHILD_PATH_CHARS:
+            raise bad_gateway(
+                f"a playlist URI would make a proxy URL longer than the "
+                f"{MAX_REQUEST_LINE_BYTES}-byte request line limit"
             )
-            minted += 1
-            output += len(path)
-            if not minted % _YIELD_EVERY_URIS:
-                time.sleep(0)  # hand the GIL to the reactor thread (this runs in a worker)
-            if len(path) > _MAX_CHILD_PATH_CHARS:
-                raise bad_gateway(
-                    f"a playlist URI would make a proxy URL longer than the "
-                    f"{MAX_REQUEST_LINE_BYTES}-byte request line limit"
-                )
-            if minted > max_uris:
-                raise bad_gateway(f"playlist has more than {max_uris} URIs (--max-playlist-uris)")
-            if output > max_output:
-                raise bad_gateway(f"rewritten playlist larger than {max_output} bytes")
-            return path
-
-        return proxy_url
+        if self._minted > self._max_uris:
+            raise bad_gateway(f"playlist has more than {self._max_uris} URIs (--max-playlist-uris)")
+        if self._output > self._max_output:
+            raise bad_gateway(f"rewritten playlist larger than {self._max_output} bytes")
 
 
 def _uri_lines_estimate(body: bytes) -> int:

@@ -74,6 +74,11 @@ class Sealer:
     def seal(self, plaintext: bytes, associated: list[bytes] | None = None) -> str:
         return _encode(self._siv.encrypt(plaintext, associated))
 
+    def seal_many(self, plaintexts: Iterable[bytes]) -> list[str]:
+        """`seal` of each (no associated data), in one loop: a playlist's segments."""
+        encrypt = self._siv.encrypt
+        return [_encode(encrypt(plaintext, None)) for plaintext in plaintexts]
+
     def open(self, text: str, associated: list[bytes] | None = None) -> bytes | None:
         """The plaintext, or None unless `text` is exactly what `seal` gave for it."""
         sealed = _decode(text)
@@ -151,27 +156,35 @@ class DeltaEncoder:
         self._last = (0, 0, b"", b"", b"\x00\x00")
 
     def encode(self, url: bytes) -> bytes:
+        return self.encode_many([url])[0]
+
+    def encode_many(self, urls: Iterable[bytes]) -> list[bytes]:
+        """`delta(anchor, url)` of each, in one loop (a playlist's segments at once)."""
         anchor = self._anchor
         prefix, suffix, head, tail, lengths = self._last
-        limit = min(len(anchor), len(url))
-        if (
-            prefix + suffix <= limit
-            and url.startswith(head)
-            and url.endswith(tail)
-            # ... and neither could be longer:
-            and (prefix == limit or url[prefix] != anchor[prefix])
-            and (
-                prefix + suffix == limit
-                or url[len(url) - suffix - 1] != anchor[len(anchor) - suffix - 1]
-            )
-        ):
-            return lengths + url[prefix : len(url) - suffix]
-        encoded = delta(anchor, url)
-        prefix, at = _read_varint(encoded, 0)
-        suffix, at = _read_varint(encoded, at)
-        head, tail = anchor[:prefix], anchor[len(anchor) - suffix :]
-        self._last = (prefix, suffix, head, tail, encoded[:at])
-        return encoded
+        out: list[bytes] = []
+        for url in urls:
+            limit = min(len(anchor), len(url))
+            if (
+                prefix + suffix <= limit
+                and url.startswith(head)
+                and url.endswith(tail)
+                # ... and neither could be longer:
+                and (prefix == limit or url[prefix] != anchor[prefix])
+                and (
+                    prefix + suffix == limit
+                    or url[len(url) - suffix - 1] != anchor[len(anchor) - suffix - 1]
+                )
+            ):
+                out.append(lengths + url[prefix : len(url) - suffix])
+                continue
+            encoded = delta(anchor, url)
+            prefix, at = _read_varint(encoded, 0)
+            suffix, at = _read_varint(encoded, at)
+            head, tail, lengths = anchor[:prefix], anchor[len(anchor) - suffix :], encoded[:at]
+            out.append(encoded)
+        self._last = (prefix, suffix, head, tail, lengths)
+        return out
 
 
 def apply_delta(anchor: bytes, data: bytes) -> bytes:

@@ -25,7 +25,13 @@ import attrs
 
 from .errors import ProxyError, bad_request
 
-__all__ = ["EntryRequest", "normalize_upstream_url", "parse_entry_query", "quote_unsafe"]
+__all__ = [
+    "EntryRequest",
+    "normalize_upstream_url",
+    "parse_entry_query",
+    "quote_unsafe",
+    "quote_unsafe_many",
+]
 
 # Parameters that belong to the proxy, never to the upstream URL.
 _OWN_PARAMS = frozenset({"url", "api_key", "bypass", "inherit_query", "heal"})
@@ -81,11 +87,21 @@ def _userinfo(parts: SplitResult) -> str:
 # printable ASCII, and `"<>\^`{|}`. One character class (no alternation): this runs for
 # every URI of a playlist.
 _UNSAFE_IN_URL = re.compile(r"[^!#-;=?-\[\]_a-z~]")
+_SAFE_IN_URL = bytes(byte for byte in range(256) if not _UNSAFE_IN_URL.match(chr(byte)))
 
 
 def quote_unsafe(url: str) -> str:
     """`url` with what a request line cannot hold percent-encoded (the rest as written)."""
     return quote(url, safe=_URL_SAFE) if _UNSAFE_IN_URL.search(url) else url
+
+
+def quote_unsafe_many(urls: list[str]) -> list[str]:
+    """`quote_unsafe` of each: when none needs it, `urls` (a playlist's segments usually:
+    told by deleting every safe byte of them all at once, faster than a pattern search)."""
+    joined = "".join(urls)
+    if joined.isascii() and not joined.encode("ascii").translate(None, _SAFE_IN_URL):
+        return urls
+    return [quote_unsafe(url) for url in urls]
 
 
 def normalize_upstream_url(url: str) -> str:

@@ -11,6 +11,7 @@ for I-frame thumbnails there) a picture keeps its name.
 
 from __future__ import annotations
 
+import os
 import re
 
 from .playlist import UriKind
@@ -18,6 +19,7 @@ from .playlist import UriKind
 __all__ = [
     "PLAIN_MEDIA_EXTENSIONS",
     "base_name",
+    "base_names",
     "child_file_name",
     "name_suffix",
     "segment_extension",
@@ -67,6 +69,44 @@ def base_name(url: str) -> tuple[str, str]:
         name = _SAFE_NAME.sub("_", name)[-80:].lstrip(".") or "index"
     stem, dot, extension = name.rpartition(".")
     return name, extension.lower() if dot and stem else ""
+
+
+# What a name `base_name` keeps as it is may be made of (`_SAFE_NAME_FULL`), and the
+# separator of joined names (see `base_names`).
+_SAFE_NAME_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-\n"
+
+
+def base_names(urls: list[str]) -> list[tuple[str, str]]:
+    """`base_name` of each: for a playlist's segments, whose names are usually safe as
+    they are and share an extension, told by a few C-level passes over them all."""
+    if not urls:
+        return []
+    paths = [url.partition("?")[0] for url in urls]
+    names = [path.rpartition("/")[2] for path in paths]
+    joined = "\n".join(names)
+    extension = names[0].rpartition(".")[2]
+    ending = "." + extension
+    if (
+        "#" in "".join(paths)
+        or not joined.isascii()
+        or joined.encode("ascii").translate(None, _SAFE_NAME_BYTES)
+        or max(map(len, names)) > 80
+        or joined[:1] in ".\n"
+        or "\n." in joined
+        or "\n\n" in joined
+        or not joined.endswith(ending)
+        or joined.count(ending + "\n") != len(names) - 1
+        or "." not in names[0][1:]
+        # A path of each (a third `/`): in the prefix they share (of characters, not path
+        # components: a few C-level passes), or counted one by one.
+        or (
+            os.path.commonprefix(paths).count("/") < 3  # noqa: RUF071
+            and min(path.count("/") for path in paths) < 3
+        )
+    ):
+        return [base_name(url) for url in urls]
+    extension = extension.lower()  # every name ends with it, after a non-empty stem
+    return [(name, extension) for name in names]
 
 
 def name_suffix(kind: UriKind, extension: str, segment_extension: str) -> str:

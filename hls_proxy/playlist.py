@@ -281,29 +281,27 @@ def decode(body: bytes) -> str:
     return body.removeprefix(_BOM).decode("utf-8", "surrogateescape")
 
 
-# URI lines that resolve by appending them to the playlist's directory, as `_resolve`
-# would: printable ASCII but for a scheme's `:`, a fragment, a backslash or a variable's
-# `{`; no dot segment; not rooted, not a query. The usual segment lines of a big playlist,
-# told many at a time (see `_plain_names`) and resolved without `_resolve`.
-_PLAIN_NAME = re.compile(r"(?![./?])[^\x00-\x20\x7f-\U0010ffff:#\\{]+")
-_PLAIN_NAME_BYTES = (
-    bytes(byte for byte in range(0x21, 0x7F) if chr(byte) not in ":#\\{") + b"\n"
-)  # the separator of the joined names
+# What plain URI lines are made of (see `_plain_urls`): printable ASCII but for `#`, `\\`
+# and `{`; and the separator of the joined lines.
+_PLAIN_URL_BYTES = bytes(byte for byte in range(0x21, 0x7F) if chr(byte) not in "#\\{") + b"\n"
 
 
-def _plain_names(names: list[str]) -> bool:
-    """True if every one of `names` (URI lines) is plain (`_PLAIN_NAME`, no dot segment):
-    a few C-level passes over them all instead of a pattern per line."""
+def _plain_urls(directory: str, names: list[str]) -> list[str] | None:
+    """What `_resolve` gives for each of `names` (media URI lines under `directory`), if
+    every one is plain; else None. Plain: printable ASCII with no fragment, backslash,
+    variable or dot segment, and either all relative names (no `:`; not rooted, not a
+    query: the directory is prepended) or all absolute http(s) URLs (kept). The usual
+    segment lines of a big playlist, told by a few C-level passes over them all."""
     joined = "\n".join(names)
-    return (
-        joined.isascii()
-        and not joined.encode("ascii").translate(None, _PLAIN_NAME_BYTES)
-        and joined[:1] not in "./?"
-        and "\n." not in joined
-        and "\n/" not in joined
-        and "\n?" not in joined
-        and "/." not in joined
-    )
+    if not joined.isascii() or joined.encode("ascii").translate(None, _PLAIN_URL_BYTES):
+        return None
+    if "/." in joined:
+        return None
+    if ":" not in joined:
+        if joined[:1] in "./?" or "\n." in joined or "\n/" in joined or "\n?" in joined:
+            return None
+        return [directory + name for name in names]
+    return names if all(name.startswith(_HTTP) for name in names) else None
 
 
 class _LineRewriter:
@@ -331,7 +329,7 @@ class _LineRewriter:
         return content
 
     def plain_media_directory(self) -> str | None:
-        """What a plain name (`_PLAIN_NAME`) on the next URI line resolves against, if it is
+        """What a plain name (`_plain_urls`) on the next URI line resolves against, if it is
         a media URI and the playlist's URL has a directory; else None."""
         return self._base.directory if self._line_kind is UriKind.MEDIA else None
 
@@ -382,22 +380,20 @@ def _rewrite_lines(split: list[str], rewrite_line: _LineRewriter, media_urls: Me
     def flush() -> None:
         names = [split[index].removesuffix("\r") for index in run]
         directory = rewrite_line.plain_media_directory()
-        if directory is not None and _plain_names(names):
-            urls = [directory + name for name in names]
+        urls = None if directory is None else _plain_urls(directory, names)
+        if urls is not None:
             for index, path in zip(run, media_urls(urls), strict=True):
                 split[index] = path + "\r" if split[index][-1:] == "\r" else path
-        else:  # told one by one, in order: a plain run at a time, the others alone
+        elif directory is not None and len(run) > 1:  # halves: most of a run may be plain
             pending, run[:] = run[:], []
-            for index in pending:
-                name = split[index].removesuffix("\r")
-                if directory is not None and _PLAIN_NAME.fullmatch(name) and "/." not in name:
-                    run.append(index)
-                    continue
-                if run:
-                    flush()
-                _rewrite_line(split, index, rewrite_line)
-            if run:
+            half = len(pending) // 2
+            for part in (pending[:half], pending[half:]):
+                run[:] = part
                 flush()
+        else:
+            _rewrite_line(split, run[0], rewrite_line)
+            for index in run[1:]:
+                _rewrite_line(split, index, rewrite_line)
         run.clear()
 
     for index, line in enumerate(split):

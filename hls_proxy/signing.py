@@ -45,7 +45,6 @@ import json
 import math
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from itertools import repeat
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -60,7 +59,7 @@ from .childurls import (
 )
 from .names import (
     PLAIN_MEDIA_EXTENSIONS,
-    base_name,
+    base_names,
     child_file_name,
     name_suffix,
     segment_extension,
@@ -190,28 +189,27 @@ class Minter:
         `sequences`: one per URL, or empty for none), in a few tight loops: a big
         playlist's segments cost about one AES-SIV each and little else."""
         sealer, encoder = self._media_sealing()
-        segment_extension = self._segment_extension
         plain_mark = _KIND_BYTES[UriKind.MEDIA]
-        marks: list[bytes] = []
-        payloads: list[bytes] = []
+        marks = [plain_mark] * len(urls)
         names: list[str] = []
-        rows = zip(urls, carries or repeat(""), sequences or repeat(None), strict=False)
-        for url, carry, sequence in rows:
-            name, extension = base_name(url)
-            mark = plain_mark
+        for index, (name, extension) in enumerate(base_names(list(urls))):
             if extension not in PLAIN_MEDIA_EXTENSIONS:  # else decided at once: the usual case
-                suffix = name_suffix(UriKind.MEDIA, extension, segment_extension)
+                suffix = name_suffix(UriKind.MEDIA, extension, self._segment_extension)
                 if self._segment_mark and suffix != name_suffix(UriKind.MEDIA, extension, ""):
-                    mark = self._segment_mark  # verify must name it the same way
+                    marks[index] = self._segment_mark  # verify must name it the same way
                 name += suffix
-            payload = url.encode("utf-8", "surrogatepass")
-            if carry:
-                payload += _CARRY_SEPARATOR + _utf8(carry)
-            if sequence is not None and sequence >= 0:
-                mark = _SEQUENCED + _varint(sequence) + mark
-            marks.append(mark)
-            payloads.append(payload)
             names.append(name)
+        payloads = [url.encode("utf-8", "surrogatepass") for url in urls]
+        if carries:
+            payloads = [
+                payload + _CARRY_SEPARATOR + _utf8(carry) if carry else payload
+                for payload, carry in zip(payloads, carries, strict=True)
+            ]
+        if sequences:
+            marks = [
+                mark if sequence is None or sequence < 0 else _SEQUENCED + _varint(sequence) + mark
+                for mark, sequence in zip(marks, sequences, strict=True)
+            ]
         deltas = encoder.encode_many(payloads)
         sealed = sealer.seal_many([mark + delta for mark, delta in zip(marks, deltas, strict=True)])
         prefix = self._prefix

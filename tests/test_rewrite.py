@@ -253,6 +253,84 @@ class PropertyTests(SynchronousTestCase):
         self.assertEqual(out.count(ending), text.count(ending))
 
 
+_MEDIA_LINE = st.one_of(
+    _LINE,
+    st.sampled_from([
+        "seg1.ts", "seg2.ts?t=a", "https://cdn.example/x/s3.ts", "http://o.example/s4.ts",
+        "a/./b.ts", "../up.ts", "/root.ts", "?q=1", ".hidden.ts", "sub/s5.ts", "seg 6.ts",
+        "s{$v}.ts", "s7.ts#f", "x:y.ts", "HTTPS://cdn.example/s8.ts", "s\\9.ts", "sé.ts",
+        "https:/cdn.example/s10.ts", " padded.ts ", "https://cdn.example/a/../s11.ts",
+    ]),
+)  # fmt: skip
+
+
+class BatchTests(SynchronousTestCase):
+    """Plain segment lines are proxied many at a time (`media_urls`): the same answers,
+    in the same order, as one URI at a time."""
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.lists(_MEDIA_LINE, max_size=40),
+        st.sampled_from(["\n", "\r\n"]),
+        st.sampled_from([BASE, "http://h", "https://h/a/b/"]),
+    )
+    def test_batches_answer_as_one_uri_at_a_time(
+        self, lines: list[str], ending: str, base: str
+    ) -> None:
+        text = ending.join(line.replace("\r", "").replace("\n", "") for line in lines)
+        batched: list[tuple[str, UriKind]] = []
+        batches: list[list[str]] = []
+
+        def proxy(url: str, kind: UriKind) -> str:
+            batched.append((url, kind))
+            return f"P{kind.value}[{url.encode().hex()}]"
+
+        def many(urls: list[str]) -> list[str]:
+            batches.append(urls)
+            return [proxy(url, UriKind.MEDIA) for url in urls]
+
+        out = rewrite_playlist(text.encode(), base, proxy, many)
+        one_at_a_time: list[tuple[str, UriKind]] = []
+        self.assertEqual(out, _one_line_at_a_time(text, ending, base, one_at_a_time))
+        self.assertEqual(batched, one_at_a_time)
+
+    def test_a_big_playlist_goes_in_batches_and_odd_lines_alone(self) -> None:
+        names = [f"seg{n}.ts" for n in range(1000)]
+        names[500] = "../odd.ts"
+        body = ("#EXTM3U\n" + "".join(f"#EXTINF:4,\n{name}\n" for name in names)).encode()
+        calls: list[int] = []
+        singles: list[str] = []
+
+        def many(urls: list[str]) -> list[str]:
+            calls.append(len(urls))
+            return ["X"] * len(urls)
+
+        def single(url: str, kind: UriKind) -> str:
+            singles.append(url)
+            return "Y"
+
+        out = rewrite_playlist(body, BASE, single, many)
+        self.assertEqual(singles, ["https://cdn.example/live/odd.ts"])
+        self.assertEqual(sum(calls), 999)
+        self.assertLess(len(calls), 30)  # halves around the odd line, not one call per line
+        self.assertEqual(out.count(b"\nX\n"), 999)
+
+
+def _one_line_at_a_time(
+    text: str, ending: str, base: str, calls: list[tuple[str, UriKind]]
+) -> bytes:
+    """The reference: `text` rewritten line by line, each URI proxied alone, in order
+    (a lone CR in a body takes that path of rewrite_playlist)."""
+
+    def proxy(url: str, kind: UriKind) -> str:
+        calls.append((url, kind))
+        return f"P{kind.value}[{url.encode().hex()}]"
+
+    lone_cr = (text.replace(ending, "\r") + "\r").encode()
+    out = rewrite_playlist(lone_cr, base, proxy).removesuffix(b"\r")
+    return out.replace(b"\r", ending.encode())
+
+
 class BrowserResolutionTests(SynchronousTestCase):
     """URIs a browser resolves to another host are resolved that way and proxied."""
 

@@ -92,3 +92,5 @@ class DeltaTests(SynchronousTestCase):
         encoder = DeltaEncoder(anchor)
         for url in urls + urls[::-1]:
             self.assertEqual(encoder.encode(url), delta(anchor, url))
+        expected = [delta(anchor, url) for url in urls + urls[::-1]]
+        self.assertEqual(DeltaEncoder(anchor).encode_many(urls + urls[::-1]), expected)

@@ -103,20 +103,29 @@ def main() -> None:
     variant = signer.minter(spec, MASTER).ref(MEDIA, UriKind.PLAYLIST)
     parent = signer.verify(variant[len("/p/") :].split("/"))
 
-    def child_minter() -> Callable[[str, UriKind], str]:
-        return signer.minter(spec, MEDIA, parent).ref
+    # What a rewrite is given: a reference per URI, and (format 2) many media at once.
+    Refs = tuple[Callable[[str, UriKind], str], Callable[[list[str]], list[str]] | None]
 
-    def entry_minter() -> Callable[[str, UriKind], str]:
-        return signer.minter(spec, MEDIA).ref
+    def child_minter() -> Refs:
+        minter = signer.minter(spec, MEDIA, parent)
+        return minter.ref, minter.media_refs
 
-    def mint_all(make: Callable[[], Callable[[str, UriKind], str]]) -> Callable[[], list[str]]:
-        return lambda: [ref(url, UriKind.MEDIA) for ref in [make()] for url in urls]
+    def entry_minter() -> Refs:
+        minter = signer.minter(spec, MEDIA)
+        return minter.ref, minter.media_refs
 
-    def rewrite(make: Callable[[], Callable[[str, UriKind], str]]) -> Callable[[], bytes]:
-        return lambda: rewrite_playlist(body, MEDIA, make())
+    def mint_all(make: Callable[[], Refs]) -> Callable[[], list[str]]:
+        def mint() -> list[str]:
+            ref, many = make()
+            return many(urls) if many else [ref(url, UriKind.MEDIA) for url in urls]
 
-    cases = [
-        ("format 1 child_path", lambda: old_ref),
+        return mint
+
+    def rewrite(make: Callable[[], Refs]) -> Callable[[], bytes]:
+        return lambda: rewrite_playlist(body, MEDIA, *make())
+
+    cases: list[tuple[str, Callable[[], Refs]]] = [
+        ("format 1 child_path", lambda: (old_ref, None)),
         ("format 2, under a proxied master", child_minter),
         ("format 2, entry request", entry_minter),
     ]

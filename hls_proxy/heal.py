@@ -128,7 +128,7 @@ class Healer:
     ) -> str:
         """The fresh URL of the segment with `child.sequence`, from a fresh media playlist."""
         number = child.sequence
-        assert number is not None and child.anchor is not None  # sequences are format 2
+        assert number is not None and child.anchor is not None  # sequences are formats 2 and 3
         url = self._current.get(key, count=False) or child.anchor.url
         listing = await self._listing(stream, key, url, error)
         if listing.segments and number > max(listing.segments):  # newer than what we hold

@@ -1,20 +1,20 @@
 """Stateless child URLs: all that serving one needs, sealed into its path. Pure, no I/O.
 
-Format 2, two shapes:
+Format 3, two shapes:
 
-    /p/2<X>/<file name>            X seals the stream (id, headers, options), the expiry,
+    /p/3<X>/<file name>            X seals the stream (id, headers, options), the expiry,
                                    the upstream URL and its kind
-    /p/2<X>/<C>/<file name>        C seals another URL and kind, as a delta from X's URL,
+    /p/3<X>/<C>/<file name>        C seals another URL and kind, as a delta from X's URL,
                                    under a key bound to X
 
 A playlist URI gets the first shape, an X of its own. Media and key URIs in a playlist
-served at `/p/2X/name` are written `<C>/<name>`, relative, so a player resolves them
-against the playlist's URL to `/p/2X/<C>/<name>`: the long X (a cookie, a User-Agent, a
+served at `/p/3X/name` are written `<C>/<name>`, relative, so a player resolves them
+against the playlist's URL to `/p/3X/<C>/<name>`: the long X (a cookie, a User-Agent, a
 token) is written once, in the playlist's own URL, instead of once per segment, and C is
 little more than what differs from the playlist's URL (`seg00001.ts`). Under a playlist
 served at the second shape (a URI listed as media that was a playlist) they are written
 `../<C>/<name>`. An entry playlist (`/playlist.m3u8?url=...`) has no X in its URL, so its
-media URIs are path-absolute `/p/2<X>/<C>/<name>` with X sealing the entry playlist.
+media URIs are path-absolute `/p/3<X>/<C>/<name>` with X sealing the entry playlist.
 
 Keys get the first shape too, so an EXT-X-SESSION-KEY in a multivariant playlist and its
 EXT-X-KEY twin in a media playlist are one proxy URL (a player preloads the key by URI).
@@ -35,7 +35,10 @@ them still verify: X may seal a `Lineage` (the stream's entry URL and which rend
 it the playlist is; per playlist, so written once in X, never per segment), and a media C
 may carry its media sequence number (`n` and a varint before its first byte).
 
-Format 1 (signing_v1.py, readable) still verifies for one release.
+X's document is compressed by compact.py (deflate with `_DICTIONARY`, random runs packed)
+and carries no stream id when `streamspec.stream_spec` finds it again from the lineage's
+entry URL. Format 2 (X as plain deflate, ids always written) and format 1 (signing_v1.py,
+readable) still verify for one release.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from .childurls import (
     Lineage,
     StreamSpec,
 )
+from .compact import compress, decompress
 from .names import (
     PLAIN_MEDIA_EXTENSIONS,
     base_names,
@@ -73,6 +77,7 @@ from .signing_v1 import (
     decode_stream_part,
     encode_stream_part,
 )
+from .streamspec import stream_spec
 
 __all__ = [
     "Anchor",
@@ -86,7 +91,8 @@ __all__ = [
     "segment_extension",
 ]
 
-FORMAT = "2"  # first character of X; format 1 stream parts always start `eN` (zlib)
+FORMAT = "3"  # first character of X; format 1 stream parts always start `eN` (zlib)
+_FORMAT_2 = "2"  # X as plain deflate (compact.py's first form, without its flag byte)
 _EXPIRY_STEP_S = 300
 _OPENED_MAX = 1024  # X values kept opened: about one per playlist being watched
 _KIND_BY_CHAR = {kind.value: kind for kind in UriKind}
@@ -99,7 +105,7 @@ _CARRY_SEPARATOR = CARRY_SEPARATOR  # never in UTF-8, even with surrogatepass
 # A media C with its media sequence number: this byte and the number (varint) come first.
 _SEQUENCED = b"n"
 # Preset deflate dictionary for X: what a stream's JSON usually repeats (header names in
-# their sorted order, a browser's identity, URL and token syntax). Part of format 2:
+# their sorted order, a browser's identity, URL and token syntax). Part of formats 2 and 3:
 # changing it needs a new FORMAT, or URLs already handed out stop opening.
 _DICTIONARY = (
     b'[["derived","origin,referer"],["inherit_query","1"]]'
@@ -116,6 +122,13 @@ _DICTIONARY = (
     b'"],["user-agent","Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 '
     b'(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"]],'
 )
+
+
+def _derived_id(stream: StreamSpec, entry_url: str) -> str:
+    """The id `streamspec.stream_spec` gives the stream entered at `entry_url`: an X with a
+    lineage need not carry its id when this finds it again."""
+    headers = dict(stream.headers)
+    return stream_spec(entry_url, headers, dict(stream.options)).stream_id
 
 
 def _utf8(text: str) -> bytes:
@@ -135,7 +148,7 @@ def _check_name(name: str, target: ChildTarget) -> None:
 class Minter:
     """Writes the references of one playlist's URIs: `Signer.minter` makes one per rewrite.
 
-    A playlist URI gets a standalone `/p/2X/name` of its own, so that its own children
+    A playlist URI gets a standalone `/p/3X/name` of its own, so that its own children
     hang from it (short deltas: they share its directory and usually its token); there
     are few per playlist. So does a key: the same key URI in two playlists of a stream
     is then one proxy URL. Media hang from the playlist's anchor, sealed once here
@@ -168,8 +181,8 @@ class Minter:
     ) -> str:
         """The reference to write in the playlist for absolute upstream `url`.
 
-        `/p/2X/name` for a playlist or a key; for media, relative (`C/name`, `../C/name`)
-        inside a proxied playlist and path-absolute (`/p/2X/C/name`) inside an entry one.
+        `/p/3X/name` for a playlist or a key; for media, relative (`C/name`, `../C/name`)
+        inside a proxied playlist and path-absolute (`/p/3X/C/name`) inside an entry one.
         Resolved against the playlist's proxy URL it verifies to exactly `url`, `kind`
         and `carry` (the candidate token parameters, tokens.py). With a minter made with
         an `entry_url`, a playlist's `rendition` is sealed in its X (its Lineage); a
@@ -259,7 +272,7 @@ class Signer:
         deadline = self._clock.seconds() + self._ttl_s
         return int(math.ceil(deadline / _EXPIRY_STEP_S) * _EXPIRY_STEP_S)
 
-    # Format 2.
+    # Formats 2 and 3.
 
     def _seal_stream(
         self,
@@ -271,10 +284,13 @@ class Signer:
         lineage: Lineage | None = None,
     ) -> str:
         steps = 0 if expires_s is None else -(-expires_s // _EXPIRY_STEP_S)
+        stream_id = stream.stream_id
+        if lineage is not None and _derived_id(stream, lineage.entry_url) == stream_id:
+            stream_id = ""  # found again from the entry URL: not written
         fields: list[object] = [
             [list(pair) for pair in stream.options],
             [list(pair) for pair in stream.headers],
-            stream.stream_id,
+            stream_id,
             steps,
             kind.value + url,
         ]
@@ -285,13 +301,8 @@ class Signer:
             fields.append(
                 ["" if lineage.entry_url == url else lineage.entry_url, lineage.rendition]
             )
-        document = json.dumps(
-            fields,
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
-        deflate = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _DICTIONARY)
-        packed = deflate.compress(_utf8(document)) + deflate.flush()
+        document = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+        packed = compress(_utf8(document), _DICTIONARY)
         return FORMAT + self._sealers[0].seal(packed, self._stream_binding)
 
     def _open_stream(self, sealed: str) -> ChildTarget:
@@ -316,32 +327,37 @@ class Signer:
             yield _child_sealer(old, sealed)
 
     def _unseal_stream(self, sealed: str) -> ChildTarget:
-        if not sealed.startswith(FORMAT):
+        version = sealed[:1]
+        if version not in (FORMAT, _FORMAT_2):
             raise BadSignature("bad signature")
         opened = open_any(self._sealers, sealed[1:], self._stream_binding)
         if opened is None:
             raise BadSignature("bad signature")
         packed = opened[1]
         try:
-            inflate = zlib.decompressobj(-15, _DICTIONARY)
-            document = (inflate.decompress(packed) + inflate.flush()).decode(
-                "utf-8", "surrogatepass"
-            )
-            options, headers, stream_id, steps, target, *rest = json.loads(document)
+            if version == FORMAT:
+                document = decompress(packed, _DICTIONARY)
+            else:
+                inflate = zlib.decompressobj(-15, _DICTIONARY)
+                document = inflate.decompress(packed) + inflate.flush()
+            fields = json.loads(document.decode("utf-8", "surrogatepass"))
+            options, headers, stream_id, steps, target, *rest = fields
             carry = str(rest[0]) if rest else ""
             entry, rendition = rest[1] if len(rest) > 1 else (None, "")
+            url = target[1:]
+            lineage = None if entry is None else Lineage(str(entry) or url, str(rendition))
             spec = StreamSpec(
                 str(stream_id),
                 tuple((str(k), str(v)) for k, v in headers),
                 tuple((str(k), str(v)) for k, v in options),
             )
+            if not stream_id and lineage is not None:
+                spec = attrs.evolve(spec, stream_id=_derived_id(spec, lineage.entry_url))
             kind = _KIND_BY_CHAR[target[:1]]
             expires_s = int(steps) * _EXPIRY_STEP_S or None
         except (KeyError, ValueError, TypeError, zlib.error) as error:
             # Only reachable with our own key: a bug, never a forgery.
             raise BadSignature(f"undecodable proxy URL: {error}") from None
-        url = target[1:]
-        lineage = None if entry is None else Lineage(str(entry) or url, str(rendition))
         anchor = Anchor(sealed, url, "", carry)
         return ChildTarget(spec, url, kind, expires_s, anchor, carry, lineage=lineage)
 
@@ -403,7 +419,7 @@ class Signer:
         parent: ChildTarget | None = None,
         carry: str = "",
     ) -> str:
-        """The standalone proxy path `/p/2X/name` of one URL (a link, a redirect target).
+        """The standalone proxy path `/p/3X/name` of one URL (a link, a redirect target).
 
         Expiry as for `minter`: the parent's, else a new one.
         """
@@ -430,7 +446,7 @@ class Signer:
     def verify(self, segments: Sequence[str]) -> ChildTarget:
         """Decode the path segments after `/p/`; raise BadSignature unless intact.
 
-        Format 2: `[X, name]` or `[X, C, name]`; format 1: `[stream, target.sig, name]`.
+        Formats 2 and 3: `[X, name]` or `[X, C, name]`; format 1: `[stream, target.sig, name]`.
         """
         if len(segments) == 3 and "." in segments[1]:
             return self._verify_v1(*segments)
@@ -447,7 +463,7 @@ class Signer:
                 raise BadSignature("bad signature")
             opened = found[1]
             parent_anchor = anchor_target.anchor
-            assert parent_anchor is not None  # format 2 always has one
+            assert parent_anchor is not None  # formats 2 and 3 always have one
             try:
                 sequence = None
                 at = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from .signing import StreamSpec
+from .childurls import StreamSpec
 
 __all__ = ["stream_spec"]
 

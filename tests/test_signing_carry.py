@@ -58,10 +58,14 @@ class CompatibilityTests(SynchronousTestCase):
             self.assertEqual((target.stream, target.url, target.kind), (SPEC, url, kind))
             self.assertEqual((target.carry, target.segment_extension), ("", ""))
 
-    def test_urls_without_carry_or_disguise_are_minted_as_before(self) -> None:
-        minter = Signer(OLD_SECRET).minter(SPEC, ENTRY)
-        self.assertEqual(minter.ref(OLD_URLS[0][1], UriKind.MEDIA), OLD_URLS[0][0])
-        self.assertEqual(minter.ref(OLD_URLS[1][1], UriKind.PLAYLIST), OLD_URLS[1][0])
+    def test_the_same_children_are_minted_as_format_three_to_the_same_targets(self) -> None:
+        signer = Signer(OLD_SECRET)
+        minter = signer.minter(SPEC, ENTRY)
+        for path, url, kind in OLD_URLS[:2]:
+            new = minter.ref(url, kind)
+            self.assertEqual((new[:4], len(new.split("/"))), ("/p/3", len(path.split("/"))))
+            target = signer.verify(new[len("/p/") :].split("/"))
+            self.assertEqual((target.stream, target.url, target.kind), (SPEC, url, kind))
 
 
 class CarryTests(SynchronousTestCase):
@@ -104,7 +108,7 @@ class CarryTests(SynchronousTestCase):
         _, variant = verify(self.signer, "/playlist.m3u8", variant_ref)
         media_key = self.signer.minter(SPEC, variant.url, variant).ref(key, UriKind.KEY, HDNTS)
         self.assertEqual(media_key, session_key)
-        self.assertTrue(session_key.startswith("/p/2"))
+        self.assertTrue(session_key.startswith("/p/3"))
 
 
 class DisguiseNameTests(SynchronousTestCase):

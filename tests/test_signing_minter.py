@@ -1,6 +1,8 @@
-"""Format-2 child URLs: sealed, relative inside proxied playlists, bound, expiring."""
+"""Format-3 child URLs: sealed, compact, relative inside proxied playlists, bound, expiring."""
 
 import base64
+import random
+import string
 from urllib.parse import urljoin, urlsplit
 
 from hypothesis import given, settings
@@ -10,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from hls_proxy.playlist import UriKind, rewrite_playlist
 from hls_proxy.signing import BadSignature, ChildTarget, Signer, StreamSpec
+from hls_proxy.streamspec import stream_spec
 
 PROXY = "http://proxy.test"
 COOKIE = "cf_clearance=" + "Qx7" * 40 + "; session=" + "9f3e" * 12
@@ -66,8 +69,8 @@ class EntryTests(SynchronousTestCase):
         segment = minter.ref(SEGMENT, UriKind.MEDIA)
         # A playlist gets an X of its own (its children will hang from it), media and
         # keys a C under the entry playlist's X.
-        self.assertRegex(variant, r"^/p/2[\w-]+/index\.m3u8$")
-        self.assertRegex(segment, r"^/p/2[\w-]+/[\w-]+/seg-17\.ts$")
+        self.assertRegex(variant, r"^/p/3[\w-]+/index\.m3u8$")
+        self.assertRegex(segment, r"^/p/3[\w-]+/[\w-]+/seg-17\.ts$")
         cases = [(variant, VARIANT, UriKind.PLAYLIST), (segment, SEGMENT, UriKind.MEDIA)]
         for ref, url, kind in cases:
             _, target = verify_ref(self.signer, "/playlist.m3u8?url=x", ref)
@@ -159,14 +162,14 @@ class RelativeTests(SynchronousTestCase):
         self.assertEqual(len(refs), 6)
         for written, (url, kind) in zip(refs, expected, strict=True):
             self.assertIn(written, rewritten)
-            # Media relative; a playlist or key standalone (`/p/2X/name`), few of them.
-            self.assertEqual(written.startswith("/p/2"), kind is not UriKind.MEDIA, written)
+            # Media relative; a playlist or key standalone (`/p/3X/name`), few of them.
+            self.assertEqual(written.startswith("/p/3"), kind is not UriKind.MEDIA, written)
             _, target = verify_ref(self.signer, playlist_path + "?_HLS_msn=3", written)
             self.assertEqual((target.url, target.kind, target.stream), (url, kind, LOCKED))
         return refs
 
     def test_children_of_a_proxied_playlist_are_relative_and_resolve(self) -> None:
-        self.assertEqual(len(self.variant_path.split("/")), 4)  # /p/2X/index.m3u8
+        self.assertEqual(len(self.variant_path.split("/")), 4)  # /p/3X/index.m3u8
         refs = self.check_playlist(self.variant_path, self.variant, VARIANT)
         seg_1 = next(ref for ref in refs if ref.endswith("/seg-1.ts"))
         # No stream in it: a token (a tag and what differs from the playlist URL), the name.
@@ -174,11 +177,11 @@ class RelativeTests(SynchronousTestCase):
         self.assertFalse(seg_1.startswith("../"))
 
     def test_children_of_a_playlist_under_a_c_token_go_up_one_level(self) -> None:
-        # A URI listed as media that turns out to be a playlist is served at /p/2X/C/name.
+        # A URI listed as media that turns out to be a playlist is served at /p/3X/C/name.
         ref = self.signer.minter(LOCKED, MASTER).ref(VARIANT, UriKind.MEDIA)
         path, parent = verify_ref(self.signer, "/playlist.m3u8", ref)
         refs = self.check_playlist(path, parent, VARIANT)
-        self.assertTrue(all(ref.startswith(("../", "/p/2")) for ref in refs), refs)
+        self.assertTrue(all(ref.startswith(("../", "/p/3")) for ref in refs), refs)
 
     def test_after_a_redirect_and_on_another_origin_children_still_resolve_exactly(self) -> None:
         # The deltas are taken from absolute URLs (already resolved against the final URL),
@@ -253,7 +256,7 @@ class FormatOneTests(SynchronousTestCase):
         self.assertRaises(BadSignature, signer.verify, self.WITH_EXPIRY[3:].split("/"))
         self.assertRaises(BadSignature, Signer(b"x").verify, self.PLAIN[3:].split("/"))
 
-    def test_children_of_a_format_one_playlist_are_format_two_with_its_expiry(self) -> None:
+    def test_children_of_a_format_one_playlist_are_format_three_with_its_expiry(self) -> None:
         clock = Clock()
         clock.advance(1_000_000)
         signer = Signer(b"old-format-secret", ttl_s=3600, clock=clock)
@@ -262,7 +265,7 @@ class FormatOneTests(SynchronousTestCase):
         ref = signer.minter(parent.stream, parent.url, parent).ref(
             "https://cdn.example/v/a.ts", UriKind.MEDIA
         )
-        self.assertTrue(ref.startswith("/p/2"))
+        self.assertTrue(ref.startswith("/p/3"))
         _, child = verify_ref(signer, self.PLAIN, ref)
         self.assertEqual(child.url, "https://cdn.example/v/a.ts")
         self.assertEqual(child.expires_s, 1_003_800)  # new (the parent had none), rounded up
@@ -295,3 +298,64 @@ class FormatOneTests(SynchronousTestCase):
         self.assertEqual(
             (grandchild.stream, grandchild.url, grandchild.kind), (spec, child, kinds[1])
         )
+
+
+class CompactTests(SynchronousTestCase):
+    """X is small: random runs packed (compact.py), a stream id found again when it can be."""
+
+    def locked_stream(self) -> tuple[StreamSpec, str]:
+        """A stream locked to its site, as bench_playlists.py has it: Chrome User-Agent,
+        Referer, Origin, a 200-character cookie, an Akamai `hdnts=` token on the master."""
+        rng = random.Random(7)
+        b64 = string.ascii_letters + string.digits + "-_"
+        cookie = (
+            f"cf_clearance={''.join(rng.choices(b64, k=60))}; "
+            f"__cf_bm={''.join(rng.choices(b64, k=80))}; "
+            f"session={''.join(rng.choices('0123456789abcdef', k=40))}"
+        )[:200]
+        chrome = (
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/131.0.0.0 Safari/537.36"
+        )
+        hmac = "".join(rng.choices("0123456789abcdef", k=64))
+        master = (
+            "https://akamai-live.example-cdn.net/hls/live/2012345/channel1/master.m3u8"
+            f"?hdnts=exp=1764675600~acl=/hls/live/2012345/channel1/*~hmac={hmac}"
+        )
+        headers = {
+            "cookie": cookie,
+            "origin": "https://www.example-sports.com",
+            "referer": "https://www.example-sports.com/live/channel-1",
+            "user-agent": chrome,
+        }
+        return stream_spec(master, headers), master
+
+    def test_a_locked_streams_children_fit_in_512_characters(self) -> None:
+        signer = Signer(b"compact-test")
+        spec, master = self.locked_stream()
+        variant_url = master.replace("master.m3u8", "720p/index.m3u8")
+        variant = signer.minter(spec, master, None, master).ref(
+            variant_url, UriKind.PLAYLIST, rendition="v0.1"
+        )
+        path, target = verify_ref(signer, "/playlist.m3u8", variant)
+        self.assertEqual((target.stream, target.url), (spec, variant_url))
+        segment_url = master.replace("master.m3u8", "720p/seg-1.ts")
+        ref = signer.minter(spec, variant_url, target).ref(segment_url, UriKind.MEDIA)
+        segment_path, segment = verify_ref(signer, path, ref)
+        self.assertEqual((segment.stream, segment.url), (spec, segment_url))
+        self.assertLess(len(path), 512 - 40)
+        self.assertLess(len(segment_path), 512)
+
+    def test_the_stream_id_is_written_only_when_it_cannot_be_found_again(self) -> None:
+        signer = Signer(b"compact-test")
+        spec, master = self.locked_stream()
+        other = StreamSpec("not-derived", spec.headers, spec.options)
+        lengths = []
+        for stream in (spec, other):
+            ref = signer.minter(stream, master, None, master).ref(
+                master.replace("master", "v1"), UriKind.PLAYLIST, rendition="v1"
+            )
+            _, target = verify_ref(signer, "/playlist.m3u8", ref)
+            self.assertEqual(target.stream, stream)
+            lengths.append(len(ref))
+        self.assertLess(lengths[0], lengths[1])

@@ -28,7 +28,7 @@ class BigVodTests(TestCase):
         answer = await Agent(reactor).request(b"GET", entry.encode())
         self.assertEqual(answer.code, 302)
         [location] = answer.headers.getRawHeaders(b"location")
-        self.assertTrue(location.startswith(b"/p/2"), location)
+        self.assertTrue(location.startswith(b"/p/3"), location)
         home = proxy + location.decode()
         playlist = await (await client(self).get(home)).content()
         refs = [line for line in playlist.decode().splitlines() if line and line[0] != "#"]

@@ -180,7 +180,7 @@ class ListTests(TestCase):
         self.assertEqual(channels[-1], "rtmp://radio.example/live/stream")
         self.assertEqual(len(recording.seen), 1)  # the list only: no channel opened
         for channel in channels[:-1]:
-            self.assertTrue(channel.startswith(proxy + "/p/2"), channel)  # absolute, sealed
+            self.assertTrue(channel.startswith(proxy + "/p/3"), channel)  # absolute, sealed
             self.assertNotIn("|", channel)
             sealed = channel.split("/")[4]
             for secret in (origin.split("//")[1], "Default UA", "User-Agent"):

@@ -149,6 +149,17 @@ Fetched = PlaylistEntry | Diverted
 
 
 @attrs.frozen
+class _Fetched:
+    """An upstream playlist as fetched: what its rewrite and its TTL need."""
+
+    url: str  # as asked for (without carried definitions)
+    imported: Mapping[str, str] | None  # the definitions it was given (variables.py)
+    body: bytes
+    final_url: str  # after redirects: what its URIs resolve against
+    cache_control: str  # the upstream's Cache-Control
+
+
+@attrs.frozen
 class HealPlan:
     """What a rewrite's children carry for self-healing (heal.py); empty when off."""
 
@@ -230,32 +241,49 @@ class Playlists:
             return Diverted(answer)
         body = await self._collect(answer)
         final_url = answer.response.request.absoluteURI.decode("ascii")  # after redirects
-        fetched = body
+        upstream_control = header_text(answer.response.headers, b"cache-control")
+        fetched = _Fetched(url, imported, body, final_url, upstream_control)
         max_uris = self._config.max_playlist_uris
         uri_lines = _uri_lines_estimate(body)
         if uri_lines > max_uris + max_uris // 8:  # not worth a rewrite
             raise bad_gateway(f"playlist has more than {max_uris} URIs (--max-playlist-uris)")
-        entry_target, location = target, None
         if target.child is None and uri_lines >= self._config.redirect_playlist_uris:
             if b"#EXT-X-ENDLIST" in body:  # a VOD: asked for once, not reloaded
-                target, location = self._sealed_home(stream, target, url)
+                return self._redirect_home(stream, target, fetched)
+        return await self._rewrite(stream, target, fetched)
+
+    def _redirect_home(self, stream: Stream, target: Target, fetched: _Fetched) -> Fetched:
+        """The answer to a big VOD's entry request: a redirect to its own sealed URL, where
+        its segments are written relative to it. Given at once: the rewrite goes on, and
+        the player's request for that URL joins it (or finds it cached)."""
+        home, location = self._sealed_home(stream, target, fetched.url)
+        rewriting = self._fetches.run(
+            _key(stream, home), lambda: self._rewrite(stream, home, fetched)
+        )
+        rewriting.addErrback(lambda _: None)  # the player's own request gets the error
+        info = playlist_info(fetched.body, fetched.final_url, live_segments_only=True)
+        ttl_s = playlist_ttl_s(info, fetched.cache_control, self._config.playlist_cache_ttl_s)
+        entry = PlaylistEntry(b"", etag_for(location), ttl_s, location)
+        if ttl_s > 0:
+            self.cache.put(_key(stream, target), entry, len(location), ttl_s)
+        return entry
+
+    async def _rewrite(self, stream: Stream, target: Target, fetched: _Fetched) -> PlaylistEntry:
+        """The fetched playlist rewritten, cached for its TTL, its next segments prefetched."""
 
         def rewrite() -> tuple[bytes, PlaylistInfo]:
-            return self.rewritten(stream, target, url, fetched, final_url, imported)
+            return self.rewritten(
+                stream, target, fetched.url, fetched.body, fetched.final_url, fetched.imported
+            )
 
         # Off the reactor thread only when it takes long: a thread (and the GIL handed
         # back and forth) costs more than rewriting a typical live playlist inline.
-        run = self._run_cpu if len(body) > _INLINE_REWRITE_BYTES else run_inline
+        run = self._run_cpu if len(fetched.body) > _INLINE_REWRITE_BYTES else run_inline
         rewritten, info = await run(rewrite)
-        upstream_control = header_text(answer.response.headers, b"cache-control")
-        ttl_s = playlist_ttl_s(info, upstream_control, self._config.playlist_cache_ttl_s)
+        ttl_s = playlist_ttl_s(info, fetched.cache_control, self._config.playlist_cache_ttl_s)
         entry = PlaylistEntry(rewritten, etag_for(rewritten), ttl_s)
         if ttl_s > 0:
             self.cache.put(_key(stream, target), entry, len(rewritten), ttl_s)
-        if location is not None:
-            entry = PlaylistEntry(b"", etag_for(location), ttl_s, location)
-            if ttl_s > 0:
-                self.cache.put(_key(stream, entry_target), entry, len(location), ttl_s)
         if self._config.prefetch and info.is_live:
             tokens = _children_carry(stream, target)
             for segment_url in info.segment_urls[-self._config.prefetch :]:

@@ -18,6 +18,8 @@ import base64
 import re
 import zlib
 
+from .deltas import read_varint, varint
+
 __all__ = ["compress", "decompress"]
 
 _DEFLATED = b"\x00"  # then the raw deflate stream of the document
@@ -35,26 +37,6 @@ _RUN = re.compile(
 )
 _HEX = re.compile(rb"[0-9a-f]+")
 _MAX_RUNS = 64
-
-
-def _varint(number: int) -> bytes:
-    out = bytearray()
-    while number >= 0x80:
-        out.append(0x80 | (number & 0x7F))
-        number >>= 7
-    out.append(number)
-    return bytes(out)
-
-
-def _read_varint(data: bytes, at: int) -> tuple[int, int]:
-    number = shift = 0
-    while True:
-        byte = data[at]  # IndexError on a truncated number
-        at += 1
-        number |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return number, at
-        shift += 7
 
 
 def _deflate(data: bytes, dictionary: bytes) -> bytes:
@@ -102,19 +84,19 @@ def compress(document: bytes, dictionary: bytes) -> bytes:
     def marker(match: re.Match[bytes]) -> bytes:
         run = match.group()
         if run in seen:
-            return bytes([_REPEAT]) + _varint(seen[run])
+            return bytes([_REPEAT]) + varint(seen[run])
         if len(runs) >= _MAX_RUNS:
             return run
         seen[run] = len(runs)
         runs.append(run)
         kind, bits = _pack_run(run)
         packed.append(bits)
-        return bytes([kind]) + _varint(len(run))
+        return bytes([kind]) + varint(len(run))
 
     structure = _deflate(_RUN.sub(marker, document), dictionary)
     if not runs:
         return plain
-    compact = _PACKED + _varint(len(structure)) + structure + b"".join(packed)
+    compact = _PACKED + varint(len(structure)) + structure + b"".join(packed)
     return compact if len(compact) < len(plain) else plain
 
 
@@ -125,7 +107,7 @@ def decompress(data: bytes, dictionary: bytes) -> bytes:
             return _inflate(data[1:], dictionary)
         if data[:1] != _PACKED:
             raise ValueError("unknown compact form")
-        length, at = _read_varint(data, 1)
+        length, at = read_varint(data, 1)
         structure = _inflate(data[at : at + length], dictionary)
         at += length
         runs: list[bytes] = []
@@ -136,7 +118,7 @@ def decompress(data: bytes, dictionary: bytes) -> bytes:
             if position < done:  # inside the number after the previous marker
                 continue
             out.append(structure[done:position])
-            number, done = _read_varint(structure, position + 1)
+            number, done = read_varint(structure, position + 1)
             if structure[position] == _REPEAT:
                 out.append(runs[number])
                 continue

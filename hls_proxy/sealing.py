@@ -1,4 +1,4 @@
-"""Sealed URL parts: deterministic authenticated encryption, and compact URL deltas. Pure.
+"""Sealed URL parts: deterministic authenticated encryption. Pure.
 
 A sealed part is base64url(AES-SIV(plaintext, associated data)). AES-SIV (RFC 5297) is
 deterministic: the same input always gives the same text, so a proxied URL stays the
@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-__all__ = ["DeltaEncoder", "Sealer", "apply_delta", "delta", "open_any"]
+__all__ = ["Sealer", "open_any"]
 
 _KEY_LABEL = b"hlsproxy child URL v2 AES-SIV"
 _URL_SAFE = bytes.maketrans(b"+/", b"-_")
@@ -103,102 +103,3 @@ def open_any(
         if plaintext is not None:
             return sealer, plaintext
     return None
-
-
-def _varint(number: int) -> bytes:
-    out = bytearray()
-    while number >= 0x80:
-        out.append(0x80 | (number & 0x7F))
-        number >>= 7
-    out.append(number)
-    return bytes(out)
-
-
-def _read_varint(data: bytes, at: int) -> tuple[int, int]:
-    number = shift = 0
-    while True:
-        byte = data[at]  # IndexError on a truncated number
-        at += 1
-        number |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return number, at
-        shift += 7
-
-
-def delta(anchor: bytes, url: bytes) -> bytes:
-    """`url` as what it shares with `anchor`: prefix length, suffix length, the middle.
-
-    A segment of a playlist usually shares the playlist's directory and, when the CDN
-    token is repeated on every URI, its query too; the delta is then the file name alone.
-    Exact for any two byte strings (no RFC 3986 resolution involved), so a redirect or
-    another origin can make a delta longer but never wrong.
-    """
-    limit = min(len(anchor), len(url))
-    # Lengths of the shared prefix and suffix, by XOR of the two as big integers: a few
-    # C-level operations instead of a Python loop over characters.
-    head = int.from_bytes(anchor[:limit], "big") ^ int.from_bytes(url[:limit], "big")
-    prefix = limit - (head.bit_length() + 7) // 8
-    rest = limit - prefix
-    tail = int.from_bytes(anchor[len(anchor) - rest :], "big") ^ int.from_bytes(
-        url[len(url) - rest :], "big"
-    )
-    suffix = ((tail & -tail).bit_length() - 1) // 8 if tail else rest
-    return _varint(prefix) + _varint(suffix) + url[prefix : len(url) - suffix]
-
-
-class DeltaEncoder:
-    """`delta` against one anchor, faster for URIs shaped alike.
-
-    The URIs of one playlist usually share the same prefix and suffix lengths with the
-    anchor, so the last ones are checked first (three C-level comparisons); the result is
-    exactly `delta`'s, whatever the order of the URIs.
-    """
-
-    def __init__(self, anchor: bytes) -> None:
-        self._anchor = anchor
-        # (prefix, suffix, anchor's prefix bytes, anchor's suffix bytes, their varints)
-        self._last = (0, 0, b"", b"", b"\x00\x00")
-
-    def encode(self, url: bytes) -> bytes:
-        return self.encode_many([url])[0]
-
-    def encode_many(self, urls: Iterable[bytes]) -> list[bytes]:
-        """`delta(anchor, url)` of each, in one loop (a playlist's segments at once)."""
-        anchor = self._anchor
-        anchor_length = len(anchor)
-        prefix, suffix, head, tail, lengths = self._last
-        out: list[bytes] = []
-        for url in urls:
-            limit = min(anchor_length, len(url))
-            if (
-                prefix + suffix <= limit
-                and url.startswith(head)
-                and url.endswith(tail)
-                # ... and neither could be longer:
-                and (prefix == limit or url[prefix] != anchor[prefix])
-                and (
-                    prefix + suffix == limit
-                    or url[len(url) - suffix - 1] != anchor[anchor_length - suffix - 1]
-                )
-            ):
-                out.append(lengths + url[prefix : len(url) - suffix])
-                continue
-            encoded = delta(anchor, url)
-            prefix, at = _read_varint(encoded, 0)
-            suffix, at = _read_varint(encoded, at)
-            head, tail, lengths = anchor[:prefix], anchor[anchor_length - suffix :], encoded[:at]
-            out.append(encoded)
-        self._last = (prefix, suffix, head, tail, lengths)
-        return out
-
-
-def apply_delta(anchor: bytes, data: bytes) -> bytes:
-    """The URL `delta(anchor, url)` was made from; ValueError if it cannot be one."""
-    try:
-        prefix, at = _read_varint(data, 0)
-        suffix, at = _read_varint(data, at)
-    except IndexError:
-        raise ValueError("truncated delta") from None
-    if prefix + suffix > len(anchor):
-        raise ValueError("delta longer than its anchor")
-    return anchor[:prefix] + data[at:] + anchor[len(anchor) - suffix :]

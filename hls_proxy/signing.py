@@ -61,6 +61,7 @@ from .childurls import (
     StreamSpec,
 )
 from .compact import compress, decompress
+from .deltas import DeltaEncoder, apply_delta, read_varint, varint
 from .names import (
     PLAIN_MEDIA_EXTENSIONS,
     base_names,
@@ -69,7 +70,7 @@ from .names import (
     segment_extension,
 )
 from .playlist import UriKind
-from .sealing import DeltaEncoder, Sealer, _read_varint, _varint, apply_delta, open_any
+from .sealing import Sealer, open_any
 from .signing_v1 import (
     LegacyKey,
     b64decode,
@@ -220,7 +221,7 @@ class Minter:
             ]
         if sequences:
             marks = [
-                mark if sequence is None or sequence < 0 else _SEQUENCED + _varint(sequence) + mark
+                mark if sequence is None or sequence < 0 else _SEQUENCED + varint(sequence) + mark
                 for mark, sequence in zip(marks, sequences, strict=True)
             ]
         deltas = encoder.encode_many(payloads)
@@ -468,10 +469,11 @@ class Signer:
                 sequence = None
                 at = 0
                 if opened[:1] == _SEQUENCED:
-                    sequence, at = _read_varint(opened, 1)
+                    sequence, at = read_varint(opened, 1)
                 extension = _EXTENSION_BY_MARK.get(opened[at], "")
                 kind = UriKind.MEDIA if extension else _KIND_BY_CHAR[chr(opened[at])]
-                raw = apply_delta(parent_anchor.delta_base, opened[at + 1 :])
+                moved = sealed[:1] == FORMAT  # format 2: suffixes only at the anchor's end
+                raw = apply_delta(parent_anchor.delta_base, opened[at + 1 :], moved)
                 url, _, carry = raw.partition(_CARRY_SEPARATOR)
                 text = url.decode("utf-8", "surrogatepass")
                 carry_text = carry.decode("utf-8", "surrogatepass")

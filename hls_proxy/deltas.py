@@ -125,7 +125,10 @@ class DeltaEncoder:
                         prefix + suffix <= limit
                         # ... no longer suffix at the anchor's end, and no longer query in it
                         and (prefix + suffix == limit or url[cut - 1] != anchor[end - suffix - 1])
-                        and _moved_suffix(anchor, url, prefix, suffix) < 0
+                        and (
+                            url.find(b"?", prefix, cut - 1) < 0  # no query before the suffix
+                            or _moved_suffix(anchor, url, prefix, suffix) < 0
+                        )
                     ):
                         out.append(lengths + url[prefix:cut])
                         continue

@@ -37,7 +37,7 @@ from .renditions import rendition_ids, sequence_numbers
 from .signing import ChildTarget, Minter, Signer, segment_extension
 from .streams import Stream, jar_cookies
 from .target import Target
-from .tokens import CarryMode, carrier, carry_for, carry_tokens, children_tokens
+from .tokens import Carrier, CarryMode, carry_for, carry_tokens, children_tokens
 from .urls import quote_unsafe, quote_unsafe_many
 from .variables import carry_definitions, resolve_variables, split_carried
 
@@ -394,7 +394,7 @@ class Playlists:
         return _ChildUrls(
             minter,
             url if carries_tokens(stream.spec, url) else None,
-            carrier(tokens, url) if tokens else None,
+            Carrier(tokens, url) if tokens else None,
             carried,
             plan or HealPlan(None, {}, {}, None),
             self._config,
@@ -409,7 +409,7 @@ class _ChildUrls:
         self,
         minter: Minter,
         tokens_from: str | None,
-        carry: Callable[[str], str] | None,
+        carry: Carrier | None,
         carried: Mapping[str, str] | None,
         plan: HealPlan,
         config: Config,
@@ -443,7 +443,7 @@ class _ChildUrls:
         else:
             upstream_urls = [child_upstream_url(self._tokens_from, url) for url in resolved]
         carry = self._carry
-        carries = [carry(url) for url in upstream_urls] if carry else []
+        carries = carry.many(upstream_urls) if carry else []
         sequences = self._plan.sequences
         numbers = [sequences.get(url) for url in resolved] if sequences else []
         paths = self._minter.media_refs(upstream_urls, carries, numbers)

@@ -14,14 +14,14 @@ them always (the old rule), `inherit_query=0` never.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+import os
 from urllib.parse import unquote, urlsplit
 
 __all__ = [
     "TOKEN_PARAMS",
+    "Carrier",
     "CarryMode",
     "append_query",
-    "carrier",
     "carry_for",
     "carry_mode",
     "carry_tokens",
@@ -112,34 +112,56 @@ def children_tokens(playlist_url: str, inherited: str) -> str:
     return token_query(playlist_url) or inherited
 
 
-def carrier(tokens: str, playlist_url: str) -> Callable[[str], str]:
+class Carrier:
     """`carry_for` for the children of one playlist, with the playlist's part done once
-    (a rewrite calls it for every URI: the usual child is decided without urlsplit)."""
-    if not tokens:
-        return lambda child_url: ""
-    parent = urlsplit(playlist_url)
-    origin = f"{parent.scheme}://{parent.netloc}/"
-    names = {_name(pair) for pair in tokens.split("&")}
+    (a rewrite asks for every URI: the usual child is decided without urlsplit)."""
 
-    has_own: dict[str, bool] = {}  # by query: a playlist's URIs usually share theirs
+    def __init__(self, tokens: str, playlist_url: str) -> None:
+        self._tokens = tokens
+        self._playlist_url = playlist_url
+        parent = urlsplit(playlist_url)
+        self._origin = f"{parent.scheme}://{parent.netloc}/"
+        self._names = {_name(pair) for pair in tokens.split("&")} if tokens else set()
+        self._has_own: dict[str, bool] = {}  # by query: a playlist's URIs usually share theirs
 
-    def carry(child_url: str) -> str:
-        if not child_url.startswith(origin) and not _same_host(playlist_url, child_url):
+    def __call__(self, child_url: str) -> str:
+        if not self._tokens:
             return ""
-        query = child_url.partition("#")[0].partition("?")[2]
-        if not query:
-            return tokens
-        own = has_own.get(query)
-        if own is None:
-            own = any(_name(part) in names for part in query.split("&") if part)
-            if len(has_own) < 1024:
-                has_own[query] = own
-        return "" if own else tokens
+        if not child_url.startswith(self._origin) and not _same_host(self._playlist_url, child_url):
+            return ""
+        return self._for_query(child_url.partition("#")[0].partition("?")[2])
 
-    return carry
+    def many(self, child_urls: list[str]) -> list[str]:
+        """`self(url)` of each. A playlist's segments are usually on its origin with one
+        query between them: told so by a few C-level passes, and decided once."""
+        if not self._tokens or not child_urls:
+            return [""] * len(child_urls)
+        joined = "\n".join(child_urls)
+        query = child_urls[-1].partition("?")[2]
+        one_query = joined.count("?") == len(child_urls) and (
+            joined.count(f"?{query}\n") == len(child_urls) - 1
+        )
+        no_query = "?" not in joined
+        if (
+            "#" not in joined
+            and (one_query or no_query)
+            and os.path.commonprefix(child_urls).startswith(self._origin)  # noqa: RUF071
+        ):
+            return [self._for_query("" if no_query else query)] * len(child_urls)
+        return [self(url) for url in child_urls]
+
+    def _for_query(self, query: str) -> str:
+        if not query:
+            return self._tokens
+        own = self._has_own.get(query)
+        if own is None:
+            own = any(_name(part) in self._names for part in query.split("&") if part)
+            if len(self._has_own) < 1024:
+                self._has_own[query] = own
+        return "" if own else self._tokens
 
 
 def carry_for(tokens: str, playlist_url: str, child_url: str) -> str:
     """The candidate tokens sealed into one child: `tokens` if the child is on the
     playlist's host and carries none of their parameters, else ""."""
-    return carrier(tokens, playlist_url)(child_url)
+    return Carrier(tokens, playlist_url)(child_url)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.iweb import IResponse
 
 from hls_proxy.tokens import (
+    Carrier,
     CarryMode,
     append_query,
-    carrier,
     carry_for,
     carry_mode,
     children_tokens,
@@ -39,8 +41,29 @@ class CandidateTests(SynchronousTestCase):
         ]
         for child, expected in cases:
             self.assertEqual(carry_for(tokens, PLAYLIST, child), expected, child)
-            self.assertEqual(carrier(tokens, PLAYLIST)(child), expected, child)
+            self.assertEqual(Carrier(tokens, PLAYLIST)(child), expected, child)
+            self.assertEqual(Carrier(tokens, PLAYLIST).many([child, child]), [expected] * 2)
+        children = [child for child, _ in cases]
+        expected = [expected for _, expected in cases]
+        self.assertEqual(Carrier(tokens, PLAYLIST).many(children), expected)
         self.assertEqual(carry_for("", PLAYLIST, cases[0][0]), "")
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from(
+                    ["https://cdn.example/", "https://CDN.example/", "http://o.example/"]
+                ),
+                st.sampled_from(["s1.ts", "s2.ts", "a?b.ts"]),
+                st.sampled_from(["", "?", "?n=1", "?token=own", "?n=1#f", "?n=1?x"]),
+            ).map("".join),
+            max_size=6,
+        )
+    )
+    def test_many_children_as_one_at_a_time(self, children: list[str]) -> None:
+        carrier = Carrier("token=T&e=9", PLAYLIST)
+        self.assertEqual(carrier.many(children), [carrier(child) for child in children])
 
     def test_children_get_the_playlists_own_tokens_else_its_inherited_ones(self) -> None:
         self.assertEqual(children_tokens(PLAYLIST, "hdnts=x"), "token=T&e=9")

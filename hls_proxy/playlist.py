@@ -364,8 +364,14 @@ def _rewrite_slices(text: str, rewrite_line: _LineRewriter, media_urls: MediaUrl
     while start < len(text):
         cut = text.find("\n", start + _SLICE_CHARS)
         end = len(text) if cut < 0 else cut + 1
-        split = text[start:end].split("\n")
-        _rewrite_lines(split, rewrite_line, media_urls)
+        piece = text[start:end]
+        split = piece.split("\n")
+        if "URI=" in piece or "X-ASSET-LIST=" in piece or "#EXT-X-STREAM-INF" in piece:
+            _rewrite_lines(split, rewrite_line, media_urls)
+        else:  # a slice of a big media playlist: its URI lines are one run
+            run = [i for i, line in enumerate(split) if line[:1] != "#" and line and line != "\r"]
+            if run:
+                _rewrite_run(split, run, rewrite_line, media_urls)
         yield "\n".join(split)
         start = end
 
@@ -374,28 +380,8 @@ def _rewrite_lines(split: list[str], rewrite_line: _LineRewriter, media_urls: Me
     """Rewrite, in place, the lines a rewrite can change: URI lines (anything not
     starting with `#`), tags with a URI attribute, variant tags; every URI in document
     order. Most lines of a big media playlist (`#EXTINF`) are passed over at the cost of
-    two substring tests, and its runs of plain segment names go to `media_urls` at once."""
-    run: list[int] = []  # URI lines in a row that may be plain media names
-
-    def flush() -> None:
-        names = [split[index].removesuffix("\r") for index in run]
-        directory = rewrite_line.plain_media_directory()
-        urls = None if directory is None else _plain_urls(directory, names)
-        if urls is not None:
-            for index, path in zip(run, media_urls(urls), strict=True):
-                split[index] = path + "\r" if split[index][-1:] == "\r" else path
-        elif directory is not None and len(run) > 1:  # halves: most of a run may be plain
-            pending, run[:] = run[:], []
-            half = len(pending) // 2
-            for part in (pending[:half], pending[half:]):
-                run[:] = part
-                flush()
-        else:
-            _rewrite_line(split, run[0], rewrite_line)
-            for index in run[1:]:
-                _rewrite_line(split, index, rewrite_line)
-        run.clear()
-
+    two substring tests, and its runs of URI lines go to `_rewrite_run`."""
+    run: list[int] = []  # URI lines in a row
     for index, line in enumerate(split):
         if line[:1] == "#":
             if "URI=" not in line and "X-ASSET-LIST=" not in line:
@@ -407,10 +393,32 @@ def _rewrite_lines(split: list[str], rewrite_line: _LineRewriter, media_urls: Me
             run.append(index)
             continue
         if run:
-            flush()
+            _rewrite_run(split, run, rewrite_line, media_urls)
+            run = []
         _rewrite_line(split, index, rewrite_line)
     if run:
-        flush()
+        _rewrite_run(split, run, rewrite_line, media_urls)
+
+
+def _rewrite_run(
+    split: list[str], run: list[int], rewrite_line: _LineRewriter, media_urls: MediaUrls
+) -> None:
+    """Rewrite, in place and in order, the URI lines `run` (with only other lines between
+    them that no rewrite changes): plain media names all at once through `media_urls`;
+    if some are not, in halves around them, and those one by one."""
+    names = [split[index].removesuffix("\r") for index in run]
+    directory = rewrite_line.plain_media_directory()
+    urls = None if directory is None else _plain_urls(directory, names)
+    if urls is not None:
+        for index, path in zip(run, media_urls(urls), strict=True):
+            split[index] = path + "\r" if split[index][-1:] == "\r" else path
+    elif directory is not None and len(run) > 1:
+        half = len(run) // 2
+        _rewrite_run(split, run[:half], rewrite_line, media_urls)
+        _rewrite_run(split, run[half:], rewrite_line, media_urls)
+    else:
+        for index in run:
+            _rewrite_line(split, index, rewrite_line)
 
 
 def _rewrite_line(split: list[str], index: int, rewrite_line: _LineRewriter) -> None:

@@ -109,6 +109,7 @@ class DeltaEncoder:
         anchor = self._anchor
         anchor_length = len(anchor)
         prefix, suffix, end, head, tail, lengths, reusable = self._last
+        absent: bytes | None = None  # the last query not found in the anchor
         out: list[bytes] = []
         for url in urls:
             limit = min(anchor_length, len(url))
@@ -126,10 +127,13 @@ class DeltaEncoder:
                         # ... no longer suffix at the anchor's end, and no longer query in it
                         and (prefix + suffix == limit or url[cut - 1] != anchor[end - suffix - 1])
                         and (
-                            url.find(b"?", prefix, cut - 1) < 0  # no query before the suffix
+                            (question := url.find(b"?", prefix, cut - 1)) < 0  # none before
+                            or url[question + 1 :] == absent  # the segments' query, again
                             or _moved_suffix(anchor, url, prefix, suffix) < 0
                         )
                     ):
+                        if question >= 0:
+                            absent = url[question + 1 :]  # not in the anchor
                         out.append(lengths + url[prefix:cut])
                         continue
                 # The url's query is the suffix, found where it was, and beats the end's.

@@ -1,11 +1,11 @@
-"""Child URL cost: format 1 (`child_path`) against format 2 (`minter`), in one run.
+"""Child URL cost: format 1 (`child_path`) against format 3 (`minter`), in one run.
 
     python3 benchmarks/bench_urls.py          # a few seconds; pure CPU, no network
 
 For a 50,000-segment VOD media playlist with a token query on every URI, measures the
 time to mint every reference (alone, and as the whole `rewrite_playlist`) and the size of
 the rewritten playlist, in the two places a media playlist is served from: as a child of
-a proxied master (format 2 writes relative references) and straight from an entry
+a proxied master (format 3 writes relative references) and straight from an entry
 request (path-absolute ones). Then the length of one child of a "locked" stream (Chrome
 User-Agent, Referer, Origin, a 200-character cookie, an Akamai `hdnts=` token). Each
 time is the best of `--repeat` runs.
@@ -99,11 +99,11 @@ def main() -> None:
     def old_ref(url: str, kind: UriKind) -> str:
         return signer.child_path(part, url, kind)
 
-    # Format 2 under a proxied master: the media playlist is served at /p/2X/C/index.m3u8.
+    # Format 3 under a proxied master: the media playlist is served at /p/3X/index.m3u8.
     variant = signer.minter(spec, MASTER).ref(MEDIA, UriKind.PLAYLIST)
     parent = signer.verify(variant[len("/p/") :].split("/"))
 
-    # What a rewrite is given: a reference per URI, and (format 2) many media at once.
+    # What a rewrite is given: a reference per URI, and (format 3) many media at once.
     Refs = tuple[Callable[[str, UriKind], str], Callable[[list[str]], list[str]] | None]
 
     def child_minter() -> Refs:
@@ -126,8 +126,8 @@ def main() -> None:
 
     cases: list[tuple[str, Callable[[], Refs]]] = [
         ("format 1 child_path", lambda: (old_ref, None)),
-        ("format 2, under a proxied master", child_minter),
-        ("format 2, entry request", entry_minter),
+        ("format 3, under a proxied master", child_minter),
+        ("format 3, entry request", entry_minter),
     ]
     identity_s = best_s(lambda: rewrite_playlist(body, MEDIA, lambda url, kind: url), repeat)
     print(f"{len(urls):,} segments, upstream playlist {len(body):,} bytes")
@@ -161,8 +161,8 @@ def main() -> None:
     entry = signer.minter(locked, master)
     lengths = [
         ("format 1 child_path", old_path),
-        ("format 2 playlist child /p/2X/name", entry.ref(locked_variant, UriKind.PLAYLIST)),
-        ("format 2 media child /p/2X/C/name", entry.ref(locked_segment, UriKind.MEDIA)),
+        ("format 3 playlist child /p/3X/name", entry.ref(locked_variant, UriKind.PLAYLIST)),
+        ("format 3 media child /p/3X/C/name", entry.ref(locked_segment, UriKind.MEDIA)),
     ]
     cookie = dict(locked.headers)["cookie"]
     print(f"locked stream ({len(master)}-char URL, {len(cookie)}-char cookie), from an entry:")

@@ -29,12 +29,12 @@ _HEX_RUN = 2  # then varint(characters): that many lower-case hex digits, packed
 _REPEAT = 3  # then varint(index): the index-th run again
 _MARKERS = bytes([_BASE64_RUN, _HEX_RUN, _REPEAT])
 _MARKER = re.compile(rb"[\x01-\x03]")
-# Runs worth packing: hex digits, or base64url text with a digit and a letter in it (so a
-# long hyphenated word, which deflate codes well, stays text).
-_RUN = re.compile(
-    rb"[0-9a-f]{16,}"
-    rb"|(?=[A-Za-z_-]*[0-9])(?=[0-9_-]*[A-Za-z])[A-Za-z0-9_-]{16,}"
-)
+# Runs of base64url characters (hex digits among them), maximal: a linear search. Worth
+# packing when all hex, or with a digit and a letter in them (a long hyphenated word,
+# which deflate codes well, stays text).
+_RUN = re.compile(rb"[A-Za-z0-9_-]{16,}")
+_DIGIT = re.compile(rb"[0-9]")
+_LETTER = re.compile(rb"[A-Za-z]")
 _HEX = re.compile(rb"[0-9a-f]+")
 _MAX_RUNS = 64
 
@@ -75,7 +75,7 @@ def _unpack_run(kind: int, characters: int, data: bytes, at: int) -> tuple[bytes
 def compress(document: bytes, dictionary: bytes) -> bytes:
     """`document` (text without raw control characters, as JSON) made small."""
     plain = _DEFLATED + _deflate(document, dictionary)
-    if any(marker in document for marker in _MARKERS):
+    if any(marker in document for marker in _MARKERS) or _RUN.search(document) is None:
         return plain
     runs: list[bytes] = []
     seen: dict[bytes, int] = {}
@@ -83,6 +83,8 @@ def compress(document: bytes, dictionary: bytes) -> bytes:
 
     def marker(match: re.Match[bytes]) -> bytes:
         run = match.group()
+        if not (_HEX.fullmatch(run) or (_DIGIT.search(run) and _LETTER.search(run))):
+            return run
         if run in seen:
             return bytes([_REPEAT]) + varint(seen[run])
         if len(runs) >= _MAX_RUNS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import string
+import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -57,3 +58,10 @@ class CompactTests(SynchronousTestCase):
         for broken in (b"", b"\x02", packed[:-1], packed + b"\x00", b"\x00" + b"\xff" * 8):
             with self.assertRaises(ValueError):
                 decompress(broken, DICTIONARY)
+
+    def test_time_stays_linear_in_a_hostile_documents_length(self) -> None:
+        # A 16 KB cookie of letters only: a look-ahead per position made this seconds.
+        for document in (b"x" * 16384, b"ab-" * 5461, b"a1" * 8192):
+            started = time.perf_counter()
+            self.assertEqual(decompress(compress(document, DICTIONARY), DICTIONARY), document)
+            self.assertLess(time.perf_counter() - started, 0.25)

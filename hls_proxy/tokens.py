@@ -138,8 +138,11 @@ class Carrier:
             return [""] * len(child_urls)
         joined = "\n".join(child_urls)
         query = child_urls[-1].partition("?")[2]
-        one_query = joined.count("?") == len(child_urls) and (
-            joined.count(f"?{query}\n") == len(child_urls) - 1
+        # Each ends with `?query` and holds one `?` in all: each has that query.
+        one_query = (
+            joined.count("?") == len(child_urls)
+            and joined.endswith(f"?{query}")
+            and joined.count(f"?{query}\n") == len(child_urls) - 1
         )
         no_query = "?" not in joined
         if (

@@ -56,7 +56,7 @@ class CandidateTests(SynchronousTestCase):
                     ["https://cdn.example/", "https://CDN.example/", "http://o.example/"]
                 ),
                 st.sampled_from(["s1.ts", "s2.ts", "a?b.ts"]),
-                st.sampled_from(["", "?", "?n=1", "?token=own", "?n=1#f", "?n=1?x"]),
+                st.sampled_from(["", "?", "?n=1", "?token=own", "?n=1#f", "?n=1?x", "?token=x?"]),
             ).map("".join),
             max_size=6,
         )
@@ -64,6 +64,11 @@ class CandidateTests(SynchronousTestCase):
     def test_many_children_as_one_at_a_time(self, children: list[str]) -> None:
         carrier = Carrier("token=T&e=9", PLAYLIST)
         self.assertEqual(carrier.many(children), [carrier(child) for child in children])
+
+    def test_many_children_with_their_question_marks_anywhere(self) -> None:
+        carrier = Carrier("token=T&e=9", PLAYLIST)
+        children = ["https://cdn.example/a?token=x?", "https://cdn.example/c"]
+        self.assertEqual(carrier.many(children), ["", "token=T&e=9"])
 
     def test_children_get_the_playlists_own_tokens_else_its_inherited_ones(self) -> None:
         self.assertEqual(children_tokens(PLAYLIST, "hdnts=x"), "token=T&e=9")

@@ -27,10 +27,9 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
-from common import free_port, stop_process, wait_port
+from common import SECRET, free_port, start_proxy, stop_process, wait_port
 
 MB = 1024 * 1024
-SECRET = "bench-secret"
 NGINX_CONF = """
 user root;
 worker_processes auto;
@@ -122,28 +121,8 @@ class Bench:
         wait_port(port)
 
     def proxy(self, workers: int) -> tuple[int, subprocess.Popen[bytes]]:
-        port = free_port()
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                shutil.which("twistd") or "twistd",
-                "-n",
-                "--pidfile=",
-                "--logfile=" + str(self.root / f"proxy-{workers}.log"),
-                "hlsproxy",
-                "--port",
-                f"tcp:{port}:interface=127.0.0.1",
-                "--allow-private",
-                "--secret",
-                SECRET,
-                "--workers",
-                str(workers),
-            ],
-            # Measure this tree, not whatever copy is installed.
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
-        )
+        port, process = start_proxy(self.root / f"proxy-{workers}.log", "--workers", str(workers))
         self.processes.append(process)
-        wait_port(port)
         return port, process
 
     def stop(self, process: subprocess.Popen[bytes]) -> None:

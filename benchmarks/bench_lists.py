@@ -16,18 +16,15 @@ import argparse
 import gzip
 import http.client
 import http.server
-import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from urllib.parse import quote
 
-from common import free_port, wait_port
+from common import start_proxy, stop_process
 
 MB = 1024 * 1024
 # Attributes real provider lists carry on every entry (~120 bytes), for a realistic size.
@@ -138,16 +135,8 @@ def main() -> None:
         with (root / "list.m3u").open("rb") as plain, gzip.open(root / "list.m3u.gz", "wb") as gz:
             shutil.copyfileobj(plain, gz)
         server, origin_port = origin(root)
-        port = free_port()
-        process = subprocess.Popen(
-            [sys.executable, shutil.which("twistd") or "twistd", "-n", "--pidfile=",
-             "--logfile=" + str(root / "proxy.log"), "hlsproxy",
-             "--port", f"tcp:{port}:interface=127.0.0.1", "--allow-private",
-             "--secret", "bench-secret"],
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
-        )  # fmt: skip
+        port, process = start_proxy(root / "proxy.log")
         processes.append(process)
-        wait_port(port)
         print(f"list: {arguments.entries} entries, {size / MB:.1f} MB "
               f"({(root / 'list.m3u.gz').stat().st_size / MB:.1f} MB gzip)")  # fmt: skip
         print(f"{'upstream':<22}{'first byte ms':>14}{'total s':>9}{'out MB':>8}"
@@ -161,12 +150,7 @@ def main() -> None:
         server.shutdown()
     finally:
         for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop_process(process)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -23,7 +23,6 @@ import os
 import random
 import shlex
 import shutil
-import signal
 import statistics
 import string
 import subprocess
@@ -36,20 +35,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, urljoin, urlsplit
 
-from common import free_port, wait_port
+from common import akamai_token, locked_headers, start_proxy, stop_process
 
-ROOT = Path(__file__).resolve().parent.parent
 SEGMENTS = 50_000
-SECRET = "bench-secret"
 TOKEN = "token=" + "".join(random.Random(1).choices(string.ascii_letters + string.digits, k=43))
-CHROME = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/131.0.0.0 Safari/537.36"
-)
 LOCKED_DIR = "/hls/live/2012345/channel1"
-HDNTS = f"hdnts=exp=1764675600~acl={LOCKED_DIR}/*~hmac=" + "".join(
-    random.Random(7).choices("0123456789abcdef", k=64)
-)
+HDNTS = akamai_token(LOCKED_DIR)
 
 
 def media_playlist(segments: int, prefix: str) -> bytes:
@@ -183,33 +174,16 @@ class Bench:
         self.rows.append((name, value, baseline, goal))
         print(f"  {name}: {value} | {baseline} | {goal}", flush=True)
 
-    def start_proxy(self) -> int:
-        port = free_port()
-        self.proxy = subprocess.Popen(
-            [sys.executable, shutil.which("twistd") or "twistd", "-n", "--pidfile=",
-             f"--logfile={self.root / 'proxy.log'}", "hlsproxy",
-             "--port", f"tcp:{port}:interface=127.0.0.1", "--allow-private", "--secret", SECRET],
-            # Measure this tree, not whatever copy is installed.
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )  # fmt: skip
-        wait_port(port)
-        return port
-
     def close(self) -> None:
-        if self.proxy is not None and self.proxy.poll() is None:
-            self.proxy.send_signal(signal.SIGTERM)
-            try:
-                self.proxy.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proxy.kill()
-                self.proxy.wait()
+        if self.proxy is not None:
+            stop_process(self.proxy)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def run(self) -> None:
         origin = Origin(self.segments)
         threading.Thread(target=origin.serve_forever, daemon=True).start()
         try:
-            port = self.start_proxy()
+            port, self.proxy = start_proxy(self.root / "proxy.log")
             self.measure(port, origin)
         finally:
             origin.shutdown()
@@ -326,19 +300,8 @@ class Bench:
     def locked(self, client: Client, origin: Origin) -> None:
         """A stream locked to its site: Chrome UA, Referer, Origin, a 200-char cookie,
         an Akamai `hdnts=` token on the master URL."""
-        rng = random.Random(7)
-        b64 = string.ascii_letters + string.digits + "-_"
-        cookie = (
-            f"cf_clearance={''.join(rng.choices(b64, k=60))}; "
-            f"__cf_bm={''.join(rng.choices(b64, k=80))}; "
-            f"session={''.join(rng.choices('0123456789abcdef', k=40))}"
-        )[:200]
-        headers = {
-            "user-agent": CHROME,
-            "referer": "https://www.example-sports.com/live/channel-1",
-            "origin": "https://www.example-sports.com",
-            "cookie": cookie,
-        }
+        headers = locked_headers()
+        cookie = headers["cookie"]
         master_url = f"{origin.base}{LOCKED_DIR}/master.m3u8?{HDNTS}"
         status, master, _ = client.get(entry_path(master_url, headers))
         assert status == 200, master

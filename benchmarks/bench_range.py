@@ -27,10 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from common import free_port, stop_process, wait_port
+from common import start_proxy, stop_process
 
-ROOT = Path(__file__).resolve().parent.parent
-SECRET = "bench-secret"
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
 
 
@@ -122,19 +120,6 @@ def read_all(ffmpeg: str, url: str, readers: int) -> list[tuple[int, str]]:
     return results
 
 
-def start_proxy(root: Path) -> tuple[int, subprocess.Popen[bytes]]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, shutil.which("twistd") or "twistd", "-n", "--pidfile=",
-         f"--logfile={root / 'proxy.log'}", "hlsproxy",
-         "--port", f"tcp:{port}:interface=127.0.0.1", "--allow-private", "--secret", SECRET],
-        # Measure this tree, not whatever copy is installed.
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
-    wait_port(port)
-    return port, process
-
-
 def segment_gets(origin: Origin) -> tuple[int, int]:
     """(GETs of segments, GETs of the playlist) the origin has answered."""
     with origin.lock:
@@ -165,7 +150,7 @@ def main() -> int:
         direct_gets, direct_playlists = segment_gets(origin)
         direct_ranged = sum(origin.ranges.values())
         origin.reset()
-        port, proxy = start_proxy(root)
+        port, proxy = start_proxy(root / "proxy.log")
         url = f"http://127.0.0.1:{port}/playlist.m3u8?url={quote(origin.base + '/index.m3u8')}"
         proxied = read_all(ffmpeg, url, readers)
         proxy_gets, proxy_playlists = segment_gets(origin)

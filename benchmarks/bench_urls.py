@@ -23,6 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this tree, not an install
 
+from common import CHROME, akamai_token, locked_headers
+
 from hls_proxy.playlist import UriKind, rewrite_playlist
 from hls_proxy.signing import Signer, StreamSpec
 
@@ -31,10 +33,6 @@ TOKEN = "token=" + "".join(random.Random(1).choices(string.ascii_letters + strin
 BASE = "https://vod.example-cdn.com/hls/movie-12345"
 MASTER = f"{BASE}/master.m3u8?{TOKEN}"
 MEDIA = f"{BASE}/1080p/index.m3u8?{TOKEN}"
-CHROME = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/131.0.0.0 Safari/537.36"
-)
 
 
 def vod_playlist(segments: int) -> bytes:
@@ -49,26 +47,11 @@ def plain_stream() -> StreamSpec:
 
 
 def locked_stream() -> tuple[StreamSpec, str]:
-    """A stream a CDN locks to its site, and its Akamai-tokened master URL."""
-    rng = random.Random(7)
-    b64 = string.ascii_letters + string.digits + "-_"
-    cookie = (
-        f"cf_clearance={''.join(rng.choices(b64, k=60))}; __cf_bm={''.join(rng.choices(b64, k=80))}"
-        f"; session={''.join(rng.choices('0123456789abcdef', k=40))}"
-    )[:200]
-    headers = {
-        "accept": "*/*",
-        "accept-language": "en-US,en;q=0.9",
-        "cookie": cookie,
-        "origin": "https://www.example-sports.com",
-        "referer": "https://www.example-sports.com/live/channel-1",
-        "user-agent": CHROME,
-    }
-    hmac = "".join(rng.choices("0123456789abcdef", k=64))
-    url = (
-        "https://akamai-live.example-cdn.net/hls/live/2012345/channel1/master.m3u8"
-        f"?hdnts=exp=1764675600~acl=/hls/live/2012345/channel1/*~hmac={hmac}"
-    )
+    """A stream a CDN locks to its site (common.locked_headers, and what a browser adds),
+    and its Akamai-tokened master URL."""
+    directory = "/hls/live/2012345/channel1"
+    headers = {**locked_headers(), "accept": "*/*", "accept-language": "en-US,en;q=0.9"}
+    url = f"https://akamai-live.example-cdn.net{directory}/master.m3u8?{akamai_token(directory)}"
     spec = StreamSpec("AbCdEfGhIjKl", tuple(sorted(headers.items())), (("derived", "origin"),))
     return spec, url
 

@@ -31,7 +31,6 @@ import json
 import os
 import random
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from common import free_port
+from common import free_port, twistd_proxy
 from soak_adversaries import (
     AMPLIFIERS,
     FAULTS,
@@ -63,7 +62,6 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.server import Site
 
 reactor: Any = _reactor
-ROOT = Path(__file__).resolve().parent.parent
 # Adversary groups --without can leave out (to find which one costs what).
 GROUPS = ("faults", "key-probe", "redirects", "cookies", "flood", "amplification", "raw",
           "slowloris")  # fmt: skip
@@ -136,12 +134,9 @@ async def soak(
     stale_port = reactor.listenTCP(0, stale_site, interface="127.0.0.1").getHost().port
     origin = f"http://127.0.0.1:{origin_port}"
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"soak-proxy-{proxy_port}.log"
-    proxy = subprocess.Popen(
-        [sys.executable, shutil.which("twistd") or "twistd", "-n", "--pidfile=",
-         f"--logfile={log_path}", "hlsproxy", "--port", f"tcp:{proxy_port}:interface=127.0.0.1",
-         "--allow-private", "--secret", "soak", "--upstream-timeout", "3", "--idle-timeout", "2",
-         "--client-header-timeout", "3", "--max-playlist-bytes", "1MB"],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    proxy = twistd_proxy(
+        proxy_port, log_path, "--upstream-timeout", "3", "--idle-timeout", "2",
+        "--client-header-timeout", "3", "--max-playlist-bytes", "1MB", secret="soak",
     )  # fmt: skip
     pool = HTTPConnectionPool(reactor)
     pool.maxPersistentPerHost = 64

@@ -20,7 +20,7 @@ import zlib
 
 from .deltas import read_varint, varint
 
-__all__ = ["compress", "decompress"]
+__all__ = ["compress", "decompress", "inflate"]
 
 _DEFLATED = b"\x00"  # then the raw deflate stream of the document
 _PACKED = b"\x01"  # then varint(length of the deflated rest), that deflate stream, the runs
@@ -44,10 +44,14 @@ def _deflate(data: bytes, dictionary: bytes) -> bytes:
     return deflate.compress(data) + deflate.flush()
 
 
-def _inflate(data: bytes, dictionary: bytes) -> bytes:
-    inflate = zlib.decompressobj(-15, dictionary)
-    out = inflate.decompress(data) + inflate.flush()
-    if not inflate.eof or inflate.unused_data:
+def inflate(data: bytes, dictionary: bytes) -> bytes:
+    """One whole raw deflate stream made with `dictionary`, inflated; ValueError if not."""
+    inflater = zlib.decompressobj(-15, dictionary)
+    try:
+        out = inflater.decompress(data) + inflater.flush()
+    except zlib.error as error:
+        raise ValueError(f"undecodable deflate stream: {error}") from None
+    if not inflater.eof or inflater.unused_data:
         raise ValueError("not one whole deflate stream")
     return out
 
@@ -106,11 +110,11 @@ def decompress(data: bytes, dictionary: bytes) -> bytes:
     """The document `compress` was given; ValueError if `data` cannot be one."""
     try:
         if data[:1] == _DEFLATED:
-            return _inflate(data[1:], dictionary)
+            return inflate(data[1:], dictionary)
         if data[:1] != _PACKED:
             raise ValueError("unknown compact form")
         length, at = read_varint(data, 1)
-        structure = _inflate(data[at : at + length], dictionary)
+        structure = inflate(data[at : at + length], dictionary)
         at += length
         runs: list[bytes] = []
         out: list[bytes] = []
@@ -131,5 +135,5 @@ def decompress(data: bytes, dictionary: bytes) -> bytes:
             raise ValueError("bytes left after the runs")
         out.append(structure[done:])
         return b"".join(out)
-    except (IndexError, zlib.error) as error:
+    except IndexError as error:
         raise ValueError(f"undecodable compact form: {error}") from None

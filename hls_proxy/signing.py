@@ -46,7 +46,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 
 import attrs
@@ -60,7 +59,7 @@ from .childurls import (
     Lineage,
     StreamSpec,
 )
-from .compact import compress, decompress
+from .compact import compress, decompress, inflate
 from .deltas import DeltaEncoder, apply_delta, read_varint, varint
 from .names import (
     PLAIN_MEDIA_EXTENSIONS,
@@ -128,8 +127,7 @@ _DICTIONARY = (
 def _derived_id(stream: StreamSpec, entry_url: str) -> str:
     """The id `streamspec.stream_spec` gives the stream entered at `entry_url`: an X with a
     lineage need not carry its id when this finds it again."""
-    headers = dict(stream.headers)
-    return stream_spec(entry_url, headers, dict(stream.options)).stream_id
+    return stream_spec(entry_url, dict(stream.headers), dict(stream.options)).stream_id
 
 
 def _utf8(text: str) -> bytes:
@@ -338,9 +336,8 @@ class Signer:
         try:
             if version == FORMAT:
                 document = decompress(packed, _DICTIONARY)
-            else:
-                inflate = zlib.decompressobj(-15, _DICTIONARY)
-                document = inflate.decompress(packed) + inflate.flush()
+            else:  # format 2: plain deflate
+                document = inflate(packed, _DICTIONARY)
             fields = json.loads(document.decode("utf-8", "surrogatepass"))
             options, headers, stream_id, steps, target, *rest = fields
             carry = str(rest[0]) if rest else ""
@@ -356,7 +353,7 @@ class Signer:
                 spec = attrs.evolve(spec, stream_id=_derived_id(spec, lineage.entry_url))
             kind = _KIND_BY_CHAR[target[:1]]
             expires_s = int(steps) * _EXPIRY_STEP_S or None
-        except (KeyError, ValueError, TypeError, zlib.error) as error:
+        except (KeyError, ValueError, TypeError) as error:
             # Only reachable with our own key: a bug, never a forgery.
             raise BadSignature(f"undecodable proxy URL: {error}") from None
         anchor = Anchor(sealed, url, "", carry)
